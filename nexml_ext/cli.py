@@ -1,0 +1,576 @@
+"""The ``nexml`` command: a thin parser over the Workspace.
+
+Every command prints its result, or one line ``error: ...`` and a non-zero exit status when the
+Workspace refuses (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from functools import update_wrapper
+from typing import Any
+
+import click
+
+from .config import Settings
+from .errors import InvalidInput, NexmlError
+
+INTERNAL_ERROR = 70
+
+
+class _Group(click.Group):
+    """Turns NexmlError into one line on stderr and the error's exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NexmlError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                err=True,
+            )
+            ctx.exit(INTERNAL_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    envvar="NEXML_HOME",
+    type=click.Path(file_okay=False),
+    help="Store folder for the embedded default (env NEXML_HOME, default ~/.nexml).",
+)
+@click.option(
+    "--token",
+    envvar="NEXML_TOKEN",
+    help="Act as this token's user (env NEXML_TOKEN; "
+    "default: the credentials file written by `nexml init`).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="nexml-ext")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, token: str | None, debug: bool) -> None:
+    """nexml-ext: govern regulated ML models from notebook to audited endpoint.
+
+    Start with `nexml init` (creates the store and your superadmin token), or
+    `nexml demo` to watch the whole lifecycle on a throwaway store.
+    """
+    ctx.obj = Settings.from_env(home=home, token=token)
+
+
+def _workspace(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from .workspace import Workspace
+
+    ws = Workspace.open(ctx.find_root().obj)
+    ctx.call_on_close(ws.close)
+    return ws
+
+
+def with_workspace(fn):  # type: ignore[no-untyped-def]
+    """Pass the authenticated Workspace as the first argument."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        return fn(_workspace(ctx), *args, **kwargs)
+
+    return update_wrapper(wrapper, fn)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    text = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in text)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in text:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
+
+
+# --- store ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--admin", help="Name of the first superadmin (default: $USER).")
+@click.pass_obj
+def init(settings: Settings, admin: str | None) -> None:
+    """Create the store and the first superadmin; print its token once."""
+    from .workspace import Workspace
+
+    ws, token = Workspace.init(settings, admin)
+    ws.close()
+    click.echo(f"created store at {settings.database_url.split('@')[-1]}")
+    click.echo(f"superadmin: {ws.principal.name}")
+    click.echo(f"token (shown once; also saved to {settings.credentials_path}, mode 0600):")
+    click.echo(token)
+
+
+@cli.group(cls=_Group)
+def db() -> None:
+    """Database schema: migrations."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Run migrations up to the version this nexml-ext needs."""
+    from .store.database import Database
+
+    database = Database(settings.database_url)
+    try:
+        before, after = database.upgrade()
+    finally:
+        database.dispose()
+    if before == after:
+        click.echo(f"schema already at {after} ({database.safe_url})")
+    else:
+        click.echo(f"schema upgraded {before or 'empty'} -> {after} ({database.safe_url})")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(settings: Settings) -> None:
+    """Show the schema revision and the one this code needs."""
+    from .store.database import Database
+
+    database = Database(settings.database_url)
+    try:
+        click.echo(
+            f"current {database.current_revision() or 'empty'}, "
+            f"needed {database.head_revision()} ({database.safe_url})"
+        )
+    finally:
+        database.dispose()
+
+
+# --- people --------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def user() -> None:
+    """Users and their roles (superadmins)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role", required=True, help="data_scientist, manager, compliance_officer or superadmin."
+)
+@with_workspace
+def user_add(ws, name: str, role: str) -> None:  # type: ignore[no-untyped-def]
+    """Add a user and print their first token (shown once)."""
+    created, token = ws.add_user(name, role)
+    click.echo(f"added {created.role} {created.name}; token (shown once):")
+    click.echo(token)
+
+
+@user.command("list")
+@with_workspace
+def user_list(ws) -> None:  # type: ignore[no-untyped-def]
+    """List users."""
+    _table(
+        [
+            {
+                "name": u.name,
+                "role": u.role,
+                "disabled": "yes" if u.disabled else "",
+                "created": _when(u.created_at),
+                "by": u.created_by,
+            }
+            for u in ws.users()
+        ],
+        ["name", "role", "disabled", "created", "by"],
+    )
+
+
+@user.command("disable")
+@click.argument("name")
+@with_workspace
+def user_disable(ws, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Disable a user; their tokens stop working at once."""
+    ws.disable_user(name)
+    click.echo(f"disabled {name}")
+
+
+@cli.group(cls=_Group)
+def token() -> None:
+    """API tokens: create, list, revoke."""
+
+
+@token.command("create")
+@click.option("--user", "for_user", help="Whose token (superadmins; default yourself).")
+@click.option("--label", default="", help="What the token is for.")
+@click.option("--expires-days", type=float, help="Expire after this many days.")
+@with_workspace
+def token_create(ws, for_user: str | None, label: str, expires_days: float | None) -> None:  # type: ignore[no-untyped-def]
+    """Create a token; the secret is printed once and only its hash is stored."""
+    info, secret = ws.create_token(for_user, label=label, expires_in_days=expires_days)
+    expiry = f", expires {_when(info.expires_at)} UTC" if info.expires_at else ""
+    click.echo(f"token {info.id} for {info.user}{expiry} (shown once):")
+    click.echo(secret)
+
+
+@token.command("list")
+@click.option("--user", "for_user", help="Whose tokens (superadmins); '*' for everyone's.")
+@with_workspace
+def token_list(ws, for_user: str | None) -> None:  # type: ignore[no-untyped-def]
+    """List tokens (never their secrets)."""
+    _table(
+        [
+            {
+                "id": i.id,
+                "user": i.user,
+                "label": i.label,
+                "created": _when(i.created_at),
+                "expires": _when(i.expires_at),
+                "revoked": _when(i.revoked_at),
+            }
+            for i in ws.tokens(for_user)
+        ],
+        ["id", "user", "label", "created", "expires", "revoked"],
+    )
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@with_workspace
+def token_revoke(ws, token_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Revoke a token by its id (the part after nxm_)."""
+    ws.revoke_token(token_id)
+    click.echo(f"revoked {token_id}")
+
+
+@cli.command()
+@with_workspace
+def whoami(ws) -> None:  # type: ignore[no-untyped-def]
+    """Show who you are acting as."""
+    click.echo(str(ws.whoami()))
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+@cli.command()
+@with_workspace
+def models(ws) -> None:  # type: ignore[no-untyped-def]
+    """The model inventory."""
+    _table(
+        [
+            {
+                "model": m.name,
+                "template": m.template,
+                "versions": m.versions,
+                "latest": f"{m.name}:{m.latest}",
+                "status": m.latest_status,
+                "deployed": ",".join(m.deployed),
+            }
+            for m in ws.models()
+        ],
+        ["model", "template", "versions", "latest", "status", "deployed"],
+    )
+
+
+@cli.command()
+@click.argument("name")
+@with_workspace
+def versions(ws, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Every version of one model."""
+    _table(
+        [
+            {
+                "ref": v.ref,
+                "status": v.status,
+                "author": v.author,
+                "artifact": v.artifact_sha256[:12],
+                "registered": _when(v.created_at),
+            }
+            for v in ws.versions(name)
+        ],
+        ["ref", "status", "author", "artifact", "registered"],
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@with_workspace
+def show(ws, ref: str) -> None:  # type: ignore[no-untyped-def]
+    """One version: status, artifact, compliance score, validations, decisions."""
+    v = ws.version(ref)
+    state = ws.compliance(ref).state()
+    click.echo(f"{v.ref}  {v.status}  by {v.author}  ({v.flavour or '?'} {v.problem_type or ''})")
+    click.echo(f"artifact  {v.artifact_sha256}  {v.artifact_uri}")
+    click.echo(
+        f"risk tier {state.tier} ({state.tier_source}); compliance score {state.score.total}/100"
+    )
+    if state.score.missing_mandatory:
+        click.echo(f"missing mandatory sections: {', '.join(state.score.missing_mandatory)}")
+    for val in ws.validations(ref):
+        shown = ", ".join(f"{k}={val.metrics[k]:.3f}" for k in list(val.metrics)[:4])
+        click.echo(f"validation #{val.id} {val.status} on {val.dataset}: {shown}")
+    for a in ws.approvals(ref):
+        click.echo(f"{a.decision} by {a.approver} at {_when(a.created_at)}: {a.findings}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--dataset", required=True, help="Dataset version to validate on (NAME:VERSION).")
+@with_workspace
+def validate(ws, ref: str, dataset: str) -> None:  # type: ignore[no-untyped-def]
+    """Have the platform validate a version on a dataset version."""
+    val = ws.validate(ref, dataset=dataset)
+    click.echo(
+        f"validation #{val.id} of {ref} on {dataset}: {val.status} "
+        + " ".join(f"{k}={v:.4f}" for k, v in val.metrics.items())
+    )
+
+
+def _decision(move: str):  # type: ignore[no-untyped-def]
+    @click.argument("ref")
+    @click.option("--findings", required=True, help="What you reviewed and why you decided so.")
+    @with_workspace
+    def command(ws, ref: str, findings: str) -> None:  # type: ignore[no-untyped-def]
+        decided = getattr(ws, move)(ref, findings=findings)
+        click.echo(f"{ref} {decided.decision} by {decided.approver}")
+
+    command.__doc__ = f"{move.capitalize()} a staging version, with written findings."
+    return cli.command(move)(command)
+
+
+_decision("approve")
+_decision("reject")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--name", required=True, help="Deployment name (created if new).")
+@click.option(
+    "--size", default="small", show_default=True, type=click.Choice(["small", "medium", "large"])
+)
+@with_workspace
+def deploy(ws, ref: str, name: str, size: str) -> None:  # type: ignore[no-untyped-def]
+    """Deploy an approved version (re-verifies its artifact hash)."""
+    d = ws.deploy(ref, name=name, size=size)
+    click.echo(f"deployment {d.name} now serves {d.model_ref} ({d.size})")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--to", "to", required=True, help="The earlier approved version, NAME:VERSION.")
+@with_workspace
+def rollback(ws, name: str, to: str) -> None:  # type: ignore[no-untyped-def]
+    """Point a deployment back at an earlier approved version."""
+    d = ws.rollback(name, to=to)
+    click.echo(f"deployment {d.name} rolled back to {d.model_ref}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--reason", default="", help="Why it is retired.")
+@with_workspace
+def retire(ws, ref: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """Retire a version for good (stops its deployment if it has one)."""
+    ws.retire(ref, reason=reason)
+    click.echo(f"{ref} retired")
+
+
+@cli.command()
+@with_workspace
+def deployments(ws) -> None:  # type: ignore[no-untyped-def]
+    """Deployments and what they serve."""
+    _table(
+        [
+            {
+                "name": d.name,
+                "serves": d.model_ref,
+                "size": d.size,
+                "status": d.status,
+                "updated": _when(d.updated_at),
+            }
+            for d in ws.deployments()
+        ],
+        ["name", "serves", "size", "status", "updated"],
+    )
+
+
+# --- compliance ----------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def compliance() -> None:
+    """Compliance records: status, fields, risk tier."""
+
+
+@compliance.command("status")
+@click.argument("ref")
+@with_workspace
+def compliance_status(ws, ref: str) -> None:  # type: ignore[no-untyped-def]
+    """Per-section completeness and the score breakdown."""
+    state = ws.compliance(ref).state()
+    click.echo(
+        f"{ref}: risk tier {state.tier} ({state.tier_source}); score {state.score.total}/100"
+    )
+    _table(
+        [
+            {
+                "section": line.section_id,
+                "mandatory": "yes" if line.mandatory else "",
+                "complete": f"{line.completeness:.0%}",
+                "points": f"{line.points:.1f}",
+                "missing": ", ".join(state.statuses[line.section_id].missing),
+            }
+            for line in state.score.lines
+        ],
+        ["section", "mandatory", "complete", "points", "missing"],
+    )
+
+
+@compliance.command("set")
+@click.argument("ref")
+@click.argument("section")
+@click.option(
+    "--field",
+    "-f",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A field to set (repeatable). VALUE is parsed as JSON when it is valid JSON.",
+)
+@with_workspace
+def compliance_set(ws, ref: str, section: str, pairs: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Write fields of one section of a version's compliance record."""
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInput(f"--field {pair!r}: expected NAME=VALUE")
+        try:
+            fields[name] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[name] = value
+    status = ws.compliance(ref).set(section, fields)
+    click.echo(
+        f"{ref} {section}: {status.filled}/{status.required} required fields"
+        + (f"; missing {', '.join(status.missing)}" if status.missing else "; complete")
+    )
+
+
+@compliance.command("tier")
+@click.argument("ref")
+@click.option(
+    "--set", "tier", type=click.IntRange(1, 3), help="Set the tier (compliance officers)."
+)
+@click.option("--reason", default="", help="Why (required with --set).")
+@with_workspace
+def compliance_tier(ws, ref: str, tier: int | None, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """Show a version's risk tier, or set it explicitly."""
+    record = ws.compliance(ref)
+    value, source = record.set_tier(tier, reason=reason) if tier else record.tier()
+    click.echo(f"{ref}: tier {value} ({source})")
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def audit() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit.command("verify")
+@with_workspace
+def audit_verify(ws) -> None:  # type: ignore[no-untyped-def]
+    """Recompute every chain; exit non-zero naming the first broken record."""
+    result = ws.audit.verify()
+    click.echo(str(result))
+    if not result.ok:
+        bad = result.first_failure
+        click.echo(
+            f"error: audit chain {bad.chain} broken at record {bad.first_bad_seq}: {bad.problem}",
+            err=True,
+        )
+        sys.exit(9)
+
+
+@audit.command("log")
+@click.option("--since", help="From this date (YYYY-MM-DD, UTC) or ISO date-time.")
+@click.option("--until", help="Up to this date (inclusive) or ISO date-time.")
+@click.option("--actor", help="Only events by this user.")
+@click.option("--object", "obj", help="Only events about this reference (and what is below it).")
+@click.option("--action", help="Only this action, e.g. model.approve.")
+@click.option("--limit", type=int, help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_workspace
+def audit_log(ws, since, until, actor, obj, action, limit, as_json) -> None:  # type: ignore[no-untyped-def]
+    """Show audit events, oldest first."""
+    events = ws.audit.log(
+        since=since, until=until, actor=actor, object=obj, action=action, limit=limit
+    )
+    if as_json:
+        for e in events:
+            click.echo(json.dumps(asdict(e), default=str, sort_keys=True))
+        return
+    _table(
+        [
+            {
+                "seq": e.seq,
+                "at": _when(e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "object": e.object_ref,
+            }
+            for e in events
+        ],
+        ["seq", "at", "actor", "action", "object"],
+    )
+
+
+# --- docs and demo -------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def docs() -> None:
+    """Documentation generated from code."""
+
+
+@docs.command("permissions")
+def docs_permissions() -> None:
+    """Print the permission matrix as Markdown (docs/permissions.md is this output)."""
+    from .governance.roles import render_markdown
+
+    click.echo(render_markdown(), nl=False)
+
+
+@cli.command()
+@click.option(
+    "--home",
+    "demo_home",
+    type=click.Path(file_okay=False),
+    help="Run in this folder instead of a fresh temporary one (kept afterwards).",
+)
+def demo(demo_home: str | None) -> None:
+    """Run the whole lifecycle on a fresh store, printing each step."""
+    from .demo import run
+
+    run(demo_home)
+
+
+def main() -> None:
+    cli(prog_name="nexml")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Who may do what: the permission matrix, as one table.
+
+``MATRIX`` is the single source of truth. The Workspace calls :func:`authorize` before every use
+case; ``nexml docs permissions`` renders the same table into ``docs/permissions.md`` and a test
+fails if the two differ, so the documentation cannot drift from the code.
+
+A cell is ``ALLOW`` (always), ``OWN`` (only on objects the principal authored) or absent (denied).
+Segregation of duties that depends on the object, not just the role (nobody approves their own
+version), lives in ``governance.lifecycle``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..errors import InvalidInput, PermissionDenied
+
+
+class Role(StrEnum):
+    DATA_SCIENTIST = "data_scientist"
+    MANAGER = "manager"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    SUPERADMIN = "superadmin"
+    #: The platform's own identity: runs validations and reports. Never assignable to a person.
+    PLATFORM = "platform"
+
+    @classmethod
+    def assignable(cls) -> tuple[Role, ...]:
+        return (cls.DATA_SCIENTIST, cls.MANAGER, cls.COMPLIANCE_OFFICER, cls.SUPERADMIN)
+
+    @classmethod
+    def parse(cls, value: str) -> Role:
+        """The assignable role named ``value``; InvalidInput naming the valid ones otherwise."""
+        names = [r.value for r in cls.assignable()]
+        if value not in names:
+            raise InvalidInput(f"unknown role {value!r}: choose one of {', '.join(names)}")
+        return cls(value)
+
+
+class Grant(StrEnum):
+    ALLOW = "allow"
+    OWN = "own"  # only on objects whose author is the principal
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    description: str
+
+
+_A = Action
+ACTIONS: tuple[Action, ...] = (
+    _A("user.manage", "add, disable and list users; create and revoke anyone's tokens"),
+    _A("token.own", "create, list and revoke one's own tokens"),
+    _A("dataset.register", "ingest data and register dataset versions"),
+    _A("dataset.view", "list and read dataset versions"),
+    _A("model.register", "register a model version (it enters staging)"),
+    _A("model.view", "list models and versions, read model cards"),
+    _A("compliance.view", "read compliance records and scores"),
+    _A("compliance.edit", "write the human sections of a compliance record"),
+    _A("compliance.configure", "change the risk-tier policy (mandatory sections per tier)"),
+    _A("compliance.set_tier", "set a model version's risk tier explicitly"),
+    _A("validation.request", "ask the platform to validate a version"),
+    _A("validation.record", "record a platform-run validation (the platform only)"),
+    _A("model.approve", "approve a staging version (never one's own)"),
+    _A("model.reject", "reject a staging version (never one's own)"),
+    _A("model.deploy", "deploy an approved version to a named deployment"),
+    _A("model.rollback", "point a deployment back at an earlier approved version"),
+    _A("model.retire", "retire a version so it can never serve again"),
+    _A("route.manage", "create and change routing rules"),
+    _A("monitoring.enrol", "enrol a deployment for drift and performance monitoring"),
+    _A("report.generate", "generate audit and compliance reports"),
+    _A("report.view", "read generated reports"),
+    _A("audit.view", "read the audit log"),
+    _A("audit.verify", "verify the audit chains"),
+    _A("prediction.read", "look up recorded decisions (each read is itself audited)"),
+)
+
+_DS, _MG, _CO, _SA, _PF = (
+    Role.DATA_SCIENTIST,
+    Role.MANAGER,
+    Role.COMPLIANCE_OFFICER,
+    Role.SUPERADMIN,
+    Role.PLATFORM,
+)
+_ALL_PEOPLE = {_DS: Grant.ALLOW, _MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW}
+_PLATFORM_READS = {_PF: Grant.ALLOW}
+
+#: action name -> {role: grant}. Roles not listed are denied.
+MATRIX: dict[str, dict[Role, Grant]] = {
+    "user.manage": {_SA: Grant.ALLOW},
+    "token.own": dict(_ALL_PEOPLE),
+    "dataset.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
+    "dataset.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "model.register": {_DS: Grant.ALLOW},
+    "model.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "compliance.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "compliance.edit": {_DS: Grant.OWN},
+    "compliance.configure": {_CO: Grant.ALLOW, _SA: Grant.ALLOW},
+    "compliance.set_tier": {_CO: Grant.ALLOW},
+    "validation.request": {_DS: Grant.OWN, _MG: Grant.ALLOW},
+    "validation.record": {_PF: Grant.ALLOW},
+    "model.approve": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
+    "model.reject": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
+    "model.deploy": {_MG: Grant.ALLOW},
+    "model.rollback": {_MG: Grant.ALLOW},
+    "model.retire": {_MG: Grant.ALLOW},
+    "route.manage": {_MG: Grant.ALLOW},
+    "monitoring.enrol": {_MG: Grant.ALLOW},
+    "report.generate": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "report.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "audit.view": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "audit.verify": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "prediction.read": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+}
+
+assert set(MATRIX) == {a.name for a in ACTIONS}, "every action has a row and every row an action"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated identity. Only the Workspace's authentication makes one for a person."""
+
+    name: str
+    role: Role
+
+    def __str__(self) -> str:
+        return f"{self.role.value} {self.name}"
+
+
+def grant(role: Role, action: str) -> Grant | None:
+    """The matrix cell for ``role`` × ``action`` (None = denied)."""
+    if action not in MATRIX:
+        raise KeyError(f"unknown action {action!r}")
+    return MATRIX[action].get(role)
+
+
+def authorize(
+    principal: Principal, action: str, subject: str = "", owner: str | None = None
+) -> None:
+    """Raise PermissionDenied unless ``principal`` may perform ``action`` on ``subject``.
+
+    ``owner`` is the author of the subject, for ``OWN`` grants. The message reads
+    "permission denied: data_scientist bob may not approve credit-risk:3".
+    """
+    cell = grant(principal.role, action)
+    verb = action.split(".", 1)[1].replace("_", " ")
+    target = f" {subject}" if subject else ""
+    if cell is None:
+        raise PermissionDenied(f"permission denied: {principal} may not {verb}{target}")
+    if cell is Grant.OWN and owner != principal.name:
+        raise PermissionDenied(
+            f"permission denied: {principal} may not {verb}{target}: only its author ({owner}) may"
+        )
+
+
+def render_markdown() -> str:
+    """The permission matrix as a Markdown table (what ``docs/permissions.md`` holds)."""
+    roles = list(Role)
+    lines = [
+        "# Permission matrix",
+        "",
+        "Generated by `nexml docs permissions` from `nexml_ext/governance/roles.py`; do not edit.",
+        "`yes` = allowed, `own` = only on objects the person authored, `-` = denied.",
+        "Beyond the matrix, nobody approves or rejects a version they authored.",
+        "",
+        "| action | " + " | ".join(r.value for r in roles) + " | what it covers |",
+        "|---" * (len(roles) + 2) + "|",
+    ]
+    marks = {Grant.ALLOW: "yes", Grant.OWN: "own", None: "-"}
+    for action in ACTIONS:
+        cells = [marks[MATRIX[action.name].get(r)] for r in roles]
+        lines.append(f"| `{action.name}` | " + " | ".join(cells) + f" | {action.description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""Engines, transactions and schema migrations for the registry database.
+
+Two backends, one code path: SQLite in WAL mode (the embedded default) and PostgreSQL. On SQLite a
+write transaction starts with ``BEGIN IMMEDIATE`` so that writers queue on the database lock instead
+of failing when their read snapshot goes stale; reads use a plain deferred ``BEGIN`` and never block
+a writer. On PostgreSQL the optimistic ``revision`` columns and the chain-head row lock do the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..errors import Conflict, NotInitialised, SchemaOutOfDate
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_WRITE = "nexml_write"
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs (SQLAlchemy would pick psycopg2)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with the pragmas and transaction rules described above."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """A connected registry database: sessions for reading and for writing."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = normalise_url(url)
+        self.engine = engine or make_engine(self.url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; rolled back at the end."""
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed if the block succeeds, rolled back on any error.
+
+        Raises:
+            Conflict: another writer changed a row this transaction changes (optimistic lock).
+        """
+        with self._write() as session:
+            try:
+                with session.begin():
+                    yield session
+            except StaleDataError as exc:
+                raise Conflict(
+                    "the object was changed by someone else at the same time; nothing was saved"
+                ) from exc
+            except OperationalError as exc:
+                if "locked" in str(exc).lower():
+                    raise Conflict("the database is busy with another writer; try again") from exc
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def head_revision(self) -> str:
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
+        """Run migrations up to ``revision``; returns (revision before, revision after)."""
+        before = self.current_revision()
+        cfg = self.alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return before, self.current_revision() or ""
+
+    def check_schema(self) -> None:
+        """Refuse to work on a missing or out-of-date schema.
+
+        Raises:
+            NotInitialised: no registry tables here yet.
+            SchemaOutOfDate: tables exist but at another migration revision.
+        """
+        current = self.current_revision()
+        if current is None:
+            if inspect(self.engine).has_table("users"):
+                raise SchemaOutOfDate(
+                    f"database {self.safe_url} has tables but no migration revision: "
+                    "run `nexml db upgrade`"
+                )
+            raise NotInitialised(f"no nexml store at {self.safe_url}: run `nexml init`")
+        head = self.head_revision()
+        if current != head:
+            raise SchemaOutOfDate(
+                f"database schema is at revision {current}, this nexml-ext needs {head}: "
+                "run `nexml db upgrade`"
+            )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, safe to print."""
+        return make_url(self.url).render_as_string(hide_password=True)

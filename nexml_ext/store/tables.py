@@ -1,0 +1,307 @@
+"""The registry's tables: the only module that knows the relational schema.
+
+Times are naive UTC ``DateTime`` columns (SQLite has no time zones; PostgreSQL keeps
+microseconds), written by :func:`utcnow`. Rows that change state carry a ``revision`` column that SQLAlchemy uses as
+an optimistic lock: an UPDATE that finds another writer got there first matches no row and fails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HASH = String(64)
+NAME = String(64)
+
+
+def utcnow() -> datetime:
+    """Current UTC time, naive, microsecond precision (what every table stores)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(NAME)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public part of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(HASH)
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    user: Mapped[User] = relationship()
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(NAME)
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_sha256: Mapped[str] = mapped_column(HASH, index=True)
+    row_count: Mapped[int] = mapped_column(Integer)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_uri: Mapped[str | None] = mapped_column(Text)
+    data_sha256: Mapped[str | None] = mapped_column(HASH)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    split: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(NAME)
+    dataset: Mapped[Dataset] = relationship()
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    template: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(NAME)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    author: Mapped[str] = mapped_column(NAME)
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    artifact_sha256: Mapped[str] = mapped_column(HASH)
+    flavour: Mapped[str | None] = mapped_column(String(32))
+    problem_type: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(128))
+    input_schema: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    model: Mapped[Model] = relationship()
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class Validation(Base):
+    __tablename__ = "validations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    artifact_sha256: Mapped[str] = mapped_column(HASH)
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    run_by: Mapped[str] = mapped_column(NAME)
+    requested_by: Mapped[str | None] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ComplianceRecord(Base):
+    __tablename__ = "compliance_records"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), unique=True)
+    template: Mapped[str | None] = mapped_column(String(64))
+    sections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tier_override: Mapped[int | None] = mapped_column(Integer)
+    tier_reason: Mapped[str | None] = mapped_column(Text)
+    tier_set_by: Mapped[str | None] = mapped_column(NAME)
+    re_review: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(NAME)
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    findings: Mapped[str] = mapped_column(Text)
+    approver: Mapped[str] = mapped_column(NAME)
+    approver_role: Mapped[str] = mapped_column(String(32))
+    artifact_sha256: Mapped[str] = mapped_column(HASH)
+    validation_id: Mapped[int | None] = mapped_column(ForeignKey("validations.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    size: Mapped[str] = mapped_column(String(16), default="small")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(NAME)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    model_version: Mapped[ModelVersion] = relationship()
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class Route(Base):
+    __tablename__ = "routes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    default_deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    shadow_deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    canary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key_sha256: Mapped[str | None] = mapped_column(HASH)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(NAME)
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class PredictionRecord(Base):
+    __tablename__ = "prediction_records"
+    __table_args__ = (UniqueConstraint("deployment_id", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    subject_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    route: Mapped[str | None] = mapped_column(NAME)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    explanation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    caller: Mapped[str | None] = mapped_column(NAME)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    prev_hash: Mapped[str] = mapped_column(HASH)
+    hash: Mapped[str] = mapped_column(HASH)
+
+
+class Event(Base):
+    """One link of the audit chain; see ``governance.audit`` for the hash format."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(NAME, index=True)
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    object_ref: Mapped[str] = mapped_column(String(200), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(HASH)
+    hash: Mapped[str] = mapped_column(HASH)
+
+
+class ChainHead(Base):
+    """Last sequence number and hash of each chain; locked by whoever appends."""
+
+    __tablename__ = "chain_heads"
+    chain: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(HASH)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    subject_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    notebook_uri: Mapped[str | None] = mapped_column(Text)
+    notebook_sha256: Mapped[str | None] = mapped_column(HASH)
+    html_uri: Mapped[str | None] = mapped_column(Text)
+    html_sha256: Mapped[str | None] = mapped_column(HASH)
+    chain_heads: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    created_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    subject_ref: Mapped[str] = mapped_column(String(200), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_by: Mapped[str | None] = mapped_column(NAME)
+
+
+class Setting(Base):
+    """Platform-wide configuration set at run time (e.g. the risk-tier policy)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(NAME)

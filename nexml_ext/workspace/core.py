@@ -1,0 +1,138 @@
+"""The Workspace's shared machinery: one principal, one database, one artifact store.
+
+Every use case runs as ``with self._write() as s: ...`` — one transaction that also appends the
+audit event, so a refused or failed call changes nothing and every change is in the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..errors import NotFound
+from ..governance import roles
+from ..governance.audit import GENESIS, canonical_json, record_hash
+from ..governance.naming import parse_ref
+from ..governance.roles import Principal, Role
+from ..store import tables as t
+from ..store.artifacts import ArtifactStore
+from ..store.database import Database
+
+EVENTS_CHAIN = "events"
+_NOT_HASHED = {"id", "prev_hash", "hash"}
+
+
+def chain_record(row: t.Event | t.PredictionRecord) -> dict[str, Any]:
+    """The part of a chained row that its hash covers: every column but id and the hashes."""
+    return {
+        column.name: getattr(row, column.key)
+        for column in row.__table__.columns
+        if column.name not in _NOT_HASHED
+    }
+
+
+PLATFORM_USER = "nexml-platform"
+
+
+class WorkspaceCore:
+    """State and helpers every part of the Workspace shares."""
+
+    def __init__(
+        self, settings: Settings, db: Database, store: ArtifactStore, principal: Principal
+    ) -> None:
+        self.settings = settings
+        self._db = db
+        self._store = store
+        self.principal = principal
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def whoami(self) -> Principal:
+        """The authenticated principal every call acts as."""
+        return self.principal
+
+    def _authorize(self, action: str, subject: str = "", owner: str | None = None) -> None:
+        roles.authorize(self.principal, action, subject, owner)
+
+    def _as_platform(self) -> WorkspaceCore:
+        """The same workspace acting as the platform itself (validations, reports)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.principal = Principal(PLATFORM_USER, Role.PLATFORM)
+        return clone
+
+    # --- transactions and the audit chain -------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._db.write() as session:
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._db.read() as session:
+            yield session
+
+    def _event(self, s: Session, action: str, object_ref: str, **data: Any) -> t.Event:
+        """Append one event to the audit chain inside the caller's transaction.
+
+        The chain head row is locked (FOR UPDATE on PostgreSQL; SQLite's write transaction is
+        already exclusive), so concurrent writers append one after the other and never fork.
+        """
+        head = s.execute(
+            select(t.ChainHead).where(t.ChainHead.chain == EVENTS_CHAIN).with_for_update()
+        ).scalar_one_or_none()
+        if head is None:
+            head = t.ChainHead(chain=EVENTS_CHAIN, seq=0, hash=GENESIS)
+            s.add(head)
+        # What is stored must be exactly what was hashed: round-trip through canonical JSON.
+        payload = json.loads(canonical_json(data))
+        row = t.Event(
+            seq=head.seq + 1,
+            at=t.utcnow(),
+            actor=self.principal.name,
+            actor_role=self.principal.role.value,
+            action=action,
+            object_ref=object_ref,
+            data=payload,
+            prev_hash=head.hash,
+        )
+        row.hash = record_hash(head.hash, chain_record(row))
+        s.add(row)
+        head.seq, head.hash = row.seq, row.hash
+        s.flush()
+        return row
+
+    # --- lookups -------------------------------------------------------------------------------
+
+    def _version_row(self, s: Session, ref: str, *, lock: bool = False) -> t.ModelVersion:
+        name, version = parse_ref(ref)
+        query = (
+            select(t.ModelVersion)
+            .join(t.Model)
+            .where(t.Model.name == name, t.ModelVersion.version == version)
+        )
+        if lock:
+            query = query.with_for_update()
+        row = s.execute(query).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"model version {ref} not found")
+        return row
+
+    def _model_row(self, s: Session, name: str) -> t.Model:
+        row = s.execute(select(t.Model).where(t.Model.name == name)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"model {name!r} not found")
+        return row
+
+    def _user_row(self, s: Session, name: str) -> t.User:
+        row = s.execute(select(t.User).where(t.User.name == name)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"user {name!r} not found")
+        return row

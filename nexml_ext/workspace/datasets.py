@@ -1,0 +1,143 @@
+"""Use cases for datasets: register a table as an immutable, hashed dataset version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from ..errors import InvalidInput, NotFound
+from ..governance.naming import check_name, parse_ref
+from ..ml import data as mldata
+from ..store import tables as t
+from . import views
+from .core import WorkspaceCore
+
+
+class DatasetsMixin(WorkspaceCore):
+    def register_dataset(
+        self,
+        data: pd.DataFrame | str | Path,
+        name: str,
+        *,
+        source: dict[str, Any] | None = None,
+        split: str | None = None,
+        parent: str | None = None,
+    ) -> views.DatasetVersion:
+        """Register a table (DataFrame, CSV or Parquet path) as the next version of ``name``.
+
+        The rows are stored as Parquet in the artifact store with their SHA-256. Registering
+        content identical to an existing version of ``name`` returns that version unchanged.
+        Raises PermissionDenied, InvalidInput (unreadable or empty table, bad name), NotFound
+        (unknown parent).
+        """
+        self._authorize("dataset.register", f"dataset {name}")
+        check_name("dataset", name)
+        if isinstance(data, pd.DataFrame):
+            frame, origin = data, dict(source or {"kind": "dataframe"})
+        else:
+            frame, origin = (
+                mldata.read_table(data),
+                dict(source or {"kind": "file", "uri": str(data)}),
+            )
+        if frame.empty:
+            raise InvalidInput(f"cannot register dataset {name!r}: the table has no rows")
+        digest = mldata.content_sha256(frame)
+        with self._read() as s:
+            existing = self._find_dataset_version(s, name, digest)
+            if existing is not None:
+                return views.DatasetVersion.of(existing)
+        uri, data_sha = self._store.put_bytes(
+            mldata.to_parquet_bytes(frame),
+            f"datasets/{name}/{digest}-{t.utcnow():%Y%m%d%H%M%S%f}.parquet",
+        )
+        with self._write() as s:
+            existing = self._find_dataset_version(s, name, digest)
+            if existing is not None:
+                return views.DatasetVersion.of(existing)
+            dataset = s.execute(
+                select(t.Dataset).where(t.Dataset.name == name)
+            ).scalar_one_or_none()
+            if dataset is None:
+                dataset = t.Dataset(name=name, created_by=self.principal.name)
+                s.add(dataset)
+                s.flush()
+            parent_id = self._dataset_version_row(s, parent).id if parent else None
+            number = (
+                s.scalar(
+                    select(func.max(t.DatasetVersion.version)).where(
+                        t.DatasetVersion.dataset_id == dataset.id
+                    )
+                )
+                or 0
+            ) + 1
+            row = t.DatasetVersion(
+                dataset=dataset,
+                version=number,
+                content_sha256=digest,
+                row_count=len(frame),
+                schema=mldata.schema_of(frame),
+                source=origin,
+                profile={},
+                data_uri=uri,
+                data_sha256=data_sha,
+                parent_id=parent_id,
+                split=split,
+                created_by=self.principal.name,
+            )
+            s.add(row)
+            s.flush()
+            self._event(
+                s,
+                "dataset.register",
+                f"dataset:{name}:{number}",
+                sha256=digest,
+                rows=len(frame),
+                split=split,
+                parent=parent,
+            )
+            return views.DatasetVersion.of(row)
+
+    def datasets(self) -> list[views.DatasetVersion]:
+        """Every dataset version, newest last."""
+        self._authorize("dataset.view")
+        with self._read() as s:
+            rows = s.scalars(select(t.DatasetVersion).order_by(t.DatasetVersion.id))
+            return [views.DatasetVersion.of(r) for r in rows]
+
+    def dataset(self, ref: str) -> views.DatasetVersion:
+        """One dataset version by ``NAME:VERSION``."""
+        self._authorize("dataset.view", ref)
+        with self._read() as s:
+            return views.DatasetVersion.of(self._dataset_version_row(s, ref))
+
+    def load_dataset(self, ref: str) -> pd.DataFrame:
+        """The rows of a dataset version, read back and checked against their SHA-256."""
+        version = self.dataset(ref)
+        if version.data_uri is None:
+            raise NotFound(f"dataset {ref} has no stored rows")
+        with self._read() as s:
+            data_sha = self._dataset_version_row(s, ref).data_sha256 or ""
+        return mldata.from_parquet_bytes(self._store.get_bytes(version.data_uri, data_sha))
+
+    def _find_dataset_version(self, s, name: str, digest: str) -> t.DatasetVersion | None:
+        return s.execute(
+            select(t.DatasetVersion)
+            .join(t.Dataset)
+            .where(t.Dataset.name == name, t.DatasetVersion.content_sha256 == digest)
+            .order_by(t.DatasetVersion.version)
+            .limit(1)
+        ).scalar_one_or_none()
+
+    def _dataset_version_row(self, s, ref: str) -> t.DatasetVersion:
+        name, version = parse_ref(ref, "dataset")
+        row = s.execute(
+            select(t.DatasetVersion)
+            .join(t.Dataset)
+            .where(t.Dataset.name == name, t.DatasetVersion.version == version)
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"dataset version {ref} not found")
+        return row

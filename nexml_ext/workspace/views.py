@@ -1,0 +1,186 @@
+"""What the Workspace returns: plain, immutable snapshots of stored rows.
+
+Surfaces (CLI, magics, widgets, REST) render these; they never see ORM objects or sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..governance.naming import format_ref
+from ..store import tables as t
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    created_by: str | None
+
+    @classmethod
+    def of(cls, row: t.User) -> User:
+        return cls(row.name, row.role, row.disabled, row.created_at, row.created_by)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    user: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: t.Token) -> TokenInfo:
+        return cls(row.id, row.user.name, row.label, row.created_at, row.expires_at, row.revoked_at)
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    version: int
+    content_sha256: str
+    row_count: int
+    schema: dict[str, Any]
+    source: dict[str, Any]
+    split: str | None
+    data_uri: str | None
+    created_at: datetime
+    created_by: str
+    id: int = field(repr=False, default=0)
+
+    @property
+    def ref(self) -> str:
+        return format_ref(self.name, self.version)
+
+    @classmethod
+    def of(cls, row: t.DatasetVersion) -> DatasetVersion:
+        return cls(
+            row.dataset.name,
+            row.version,
+            row.content_sha256,
+            row.row_count,
+            row.schema,
+            row.source,
+            row.split,
+            row.data_uri,
+            row.created_at,
+            row.created_by,
+            row.id,
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    status: str
+    author: str
+    artifact_uri: str
+    artifact_sha256: str
+    flavour: str | None
+    problem_type: str | None
+    target: str | None
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    template: str | None = None
+    id: int = field(repr=False, default=0)
+
+    @property
+    def ref(self) -> str:
+        return format_ref(self.name, self.version)
+
+    @classmethod
+    def of(cls, row: t.ModelVersion) -> ModelVersion:
+        return cls(
+            row.model.name,
+            row.version,
+            row.status,
+            row.author,
+            row.artifact_uri,
+            row.artifact_sha256,
+            row.flavour,
+            row.problem_type,
+            row.target,
+            row.metrics,
+            row.lineage,
+            row.created_at,
+            row.updated_at,
+            row.model.template,
+            row.id,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    template: str | None
+    versions: int
+    latest: int
+    latest_status: str
+    deployed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Validation:
+    id: int
+    ref: str
+    artifact_sha256: str
+    dataset: str | None
+    status: str
+    metrics: dict[str, Any]
+    run_by: str
+    requested_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Approval:
+    ref: str
+    decision: str
+    findings: str
+    approver: str
+    artifact_sha256: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    model_ref: str
+    size: str
+    status: str
+    created_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    at: datetime
+    actor: str
+    actor_role: str
+    action: str
+    object_ref: str
+    data: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, row: t.Event) -> Event:
+        return cls(
+            row.seq,
+            row.at,
+            row.actor,
+            row.actor_role,
+            row.action,
+            row.object_ref,
+            row.data,
+            row.hash,
+        )

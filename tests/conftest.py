@@ -1,0 +1,141 @@
+"""Shared fixtures: a real store on each backend, real identities, a real small model.
+
+Every store-backed test runs twice: on SQLite (a fresh file) and on the PostgreSQL server on this
+machine (a fresh schema in database ``test``). A missing PostgreSQL server is an error, never a
+skip: set NEXML_TEST_BACKENDS=sqlite to run one leg deliberately.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+from nexml_ext.config import Settings
+from nexml_ext.workspace import Workspace
+
+PG_URL = os.environ.get("NEXML_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = [b for b in os.environ.get("NEXML_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+DATA = Path(__file__).resolve().parents[1] / "nexml_ext" / "data" / "german_credit.csv"
+
+
+@pytest.fixture(scope="session")
+def german() -> pd.DataFrame:
+    return pd.read_csv(DATA)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_engine():
+    engine = create_engine(PG_URL)
+    with engine.connect() as conn:  # fails loudly if the server is not there
+        conn.execute(text("select 1"))
+    yield engine
+    engine.dispose()
+
+
+def pg_schema_url(schema: str) -> str:
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request) -> Iterator[Settings]:
+    """Settings for an empty store on ``backend`` (not yet initialised)."""
+    home = tmp_path / "home"
+    if backend == "sqlite":
+        yield Settings.from_env(
+            home=home,
+            database_url=f"sqlite:///{home / 'nexml.db'}",
+            artifact_root=str(home / "artifacts"),
+            token="",
+        )
+        return
+    engine = request.getfixturevalue("pg_admin_engine")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield Settings.from_env(
+            home=home,
+            database_url=pg_schema_url(schema),
+            artifact_root=str(home / "artifacts"),
+            token="",
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@dataclass
+class Stack:
+    """An initialised store and one open Workspace per person."""
+
+    settings: Settings
+    admin: Workspace
+    dana: Workspace  # data scientist, author of most versions
+    dave: Workspace  # a second data scientist
+    mark: Workspace  # manager
+    mia: Workspace  # a second manager
+    cora: Workspace  # compliance officer
+    tokens: dict[str, str]
+
+    def as_user(self, token: str) -> Workspace:
+        return Workspace.open(self.settings, token)
+
+    def close(self) -> None:
+        for ws in (self.admin, self.dana, self.dave, self.mark, self.mia, self.cora):
+            ws.close()
+
+
+PEOPLE = {
+    "dana": "data_scientist",
+    "dave": "data_scientist",
+    "mark": "manager",
+    "mia": "manager",
+    "cora": "compliance_officer",
+}
+
+
+@pytest.fixture
+def stack(settings: Settings) -> Iterator[Stack]:
+    admin, admin_token = Workspace.init(settings, "ada")
+    tokens = {"ada": admin_token}
+    for name, role in PEOPLE.items():
+        tokens[name] = admin.add_user(name, role)[1]
+    opened = {name: Workspace.open(settings, tokens[name]) for name in PEOPLE}
+    result = Stack(settings, admin, tokens=tokens, **opened)
+    yield result
+    result.close()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, german) -> Path:
+    """A small real scikit-learn credit model saved as an artifact directory (trained once)."""
+    from nexml_ext.demo import train_credit_model
+
+    directory = tmp_path_factory.mktemp("artifact") / "credit"
+    train_credit_model(german, directory)
+    return directory
+
+
+@pytest.fixture
+def fresh_artifact(model_dir: Path, tmp_path: Path):
+    """Copies of the trained artifact, so each registration is of its own directory."""
+
+    def make(tag: str = "") -> Path:
+        target = tmp_path / f"artifact-{tag or uuid.uuid4().hex[:6]}"
+        shutil.copytree(model_dir, target)
+        return target
+
+    return make
