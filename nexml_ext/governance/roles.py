@@ -5,6 +5,8 @@ case; ``nexml docs permissions`` renders the same table into ``docs/permissions.
 fails if the two differ, so the documentation cannot drift from the code.
 
 A cell is ``ALLOW`` (always), ``OWN`` (only on objects the principal authored) or absent (denied).
+Actions join the matrix together with the use case that checks them (routing, monitoring, reports
+and prediction look-ups arrive with the serving, monitoring and reporting layers).
 Segregation of duties that depends on the object, not just the role (nobody approves their own
 version), lives in ``governance.lifecycle``.
 """
@@ -68,13 +70,8 @@ ACTIONS: tuple[Action, ...] = (
     _A("model.deploy", "deploy an approved version to a named deployment"),
     _A("model.rollback", "point a deployment back at an earlier approved version"),
     _A("model.retire", "retire a version so it can never serve again"),
-    _A("route.manage", "create and change routing rules"),
-    _A("monitoring.enrol", "enrol a deployment for drift and performance monitoring"),
-    _A("report.generate", "generate audit and compliance reports"),
-    _A("report.view", "read generated reports"),
     _A("audit.view", "read the audit log"),
     _A("audit.verify", "verify the audit chains"),
-    _A("prediction.read", "look up recorded decisions (each read is itself audited)"),
 )
 
 _DS, _MG, _CO, _SA, _PF = (
@@ -93,10 +90,10 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "token.own": dict(_ALL_PEOPLE),
     "dataset.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "dataset.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
-    "model.register": {_DS: Grant.ALLOW},
+    "model.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "model.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
     "compliance.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
-    "compliance.edit": {_DS: Grant.OWN},
+    "compliance.edit": {_DS: Grant.OWN, _MG: Grant.OWN},
     "compliance.configure": {_CO: Grant.ALLOW, _SA: Grant.ALLOW},
     "compliance.set_tier": {_CO: Grant.ALLOW},
     "validation.request": {_DS: Grant.OWN, _MG: Grant.ALLOW},
@@ -106,13 +103,8 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "model.deploy": {_MG: Grant.ALLOW},
     "model.rollback": {_MG: Grant.ALLOW},
     "model.retire": {_MG: Grant.ALLOW},
-    "route.manage": {_MG: Grant.ALLOW},
-    "monitoring.enrol": {_MG: Grant.ALLOW},
-    "report.generate": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
-    "report.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
     "audit.view": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
     "audit.verify": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
-    "prediction.read": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
 }
 
 assert set(MATRIX) == {a.name for a in ACTIONS}, "every action has a row and every row an action"

@@ -1,0 +1,158 @@
+"""The whole permission matrix, driven from ``roles.MATRIX`` itself, through the Workspace.
+
+For every action there is one invoker below that performs it for real; for every role the test
+asserts what the matrix says: allowed calls succeed, denied calls raise PermissionDenied, and
+``own`` cells succeed on the principal's own object and are refused on someone else's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nexml_ext.errors import PermissionDenied
+from nexml_ext.governance.compliance import TierPolicy
+from nexml_ext.governance.roles import ACTIONS, MATRIX, Grant, Role
+
+
+def _inv_user_manage(w, ws, author):
+    ws.add_user(w.unique("user"), "data_scientist")
+
+
+def _inv_token_own(w, ws, author):
+    ws.create_token(label="matrix test")
+
+
+def _inv_dataset_register(w, ws, author):
+    ws.register_dataset(w.stack.german.head(50 + int(w.unique("n").split("-")[1])),
+                        w.unique("ds"))
+
+
+def _inv_dataset_view(w, ws, author):
+    assert ws.dataset(w.holdout).row_count == 250
+    assert len(ws.datasets()) >= 2
+
+
+def _inv_model_register(w, ws, author):
+    assert ws.register_model(w.fresh_artifact(), w.unique("m")).status == "staging"
+
+
+def _inv_model_view(w, ws, author):
+    version = w.staged(author)
+    assert ws.version(version.ref).ref == version.ref
+    assert ws.versions(version.name)[0].ref == version.ref
+    assert version.name in {m.name for m in ws.models()}
+    ws.validations(version.ref)
+    ws.approvals(version.ref)
+    ws.deployments()
+
+
+def _inv_compliance_view(w, ws, author):
+    version = w.staged(author)
+    assert 0 <= ws.compliance(version.ref).score().total <= 100
+    ws.tier_policy()
+
+
+def _inv_compliance_edit(w, ws, author):
+    version = w.staged(author)
+    status = ws.compliance(version.ref).set("domain", {"target_population": "Retail applicants"})
+    assert status.filled >= 1
+
+
+def _inv_compliance_configure(w, ws, author):
+    ws.set_tier_policy(TierPolicy.default().to_dict())
+
+
+def _inv_compliance_set_tier(w, ws, author):
+    version = w.staged(author)
+    assert ws.compliance(version.ref).set_tier(2, reason="Low exposure pilot portfolio")[0] == 2
+
+
+def _inv_validation_request(w, ws, author):
+    version = w.staged(author)
+    assert ws.validate(version.ref, dataset=w.holdout).status in {"passed", "failed"}
+
+
+def _inv_validation_record(w, ws, author):
+    version = w.staged(author)
+    ws.record_validation(version.ref, artifact_sha256=version.artifact_sha256,
+                         metrics={"roc_auc": 0.75})
+
+
+def _inv_model_approve(w, ws, author):
+    version = w.ready(author)
+    ws.approve(version.ref, findings="Reviewed validation and documentation in full.")
+
+
+def _inv_model_reject(w, ws, author):
+    version = w.staged(author)
+    ws.reject(version.ref, findings="Documentation missing; resubmit with the fairness section.")
+
+
+def _inv_model_deploy(w, ws, author):
+    version = w.approved(author)
+    ws.deploy(version.ref, name=w.unique("dep"))
+
+
+def _inv_model_rollback(w, ws, author):
+    model = w.unique("m")
+    v1 = w.approved(author, model)
+    v2 = w.approved(author, model)
+    name = w.unique("dep")
+    w.stack.mia.deploy(v2.ref, name=name)
+    assert ws.rollback(name, to=v1.ref).model_ref == v1.ref
+
+
+def _inv_model_retire(w, ws, author):
+    version = w.approved(author)
+    assert ws.retire(version.ref).status == "retired"
+
+
+def _inv_audit_view(w, ws, author):
+    assert ws.audit.log(limit=3)
+
+
+def _inv_audit_verify(w, ws, author):
+    assert ws.audit.verify().ok
+
+
+INVOKERS = {
+    name.removeprefix("_inv_").replace("_", ".", 1): fn
+    for name, fn in dict(globals()).items() if name.startswith("_inv_")
+}
+
+
+def test_every_action_has_an_invoker():
+    assert set(INVOKERS) == set(MATRIX) == {a.name for a in ACTIONS}
+
+
+def _principals(stack):
+    return {
+        Role.DATA_SCIENTIST: stack.dana,
+        Role.MANAGER: stack.mark,
+        Role.COMPLIANCE_OFFICER: stack.cora,
+        Role.SUPERADMIN: stack.admin,
+        Role.PLATFORM: stack.admin._as_platform(),
+    }
+
+
+@pytest.mark.parametrize("action", sorted(MATRIX))
+def test_matrix_cell(world, german, action):
+    world.stack.german = german
+    invoke = INVOKERS[action]
+    stack = world.stack
+    for role, ws in _principals(stack).items():
+        cell = MATRIX[action].get(role)
+        other = stack.dave  # a data scientist who is nobody else in this test
+        if cell is Grant.ALLOW:
+            invoke(world, ws, other)
+        elif cell is Grant.OWN:
+            invoke(world, ws, ws)
+            with pytest.raises(PermissionDenied, match=f"{ws.principal.name} may not"):
+                invoke(world, ws, other)
+        else:
+            with pytest.raises(PermissionDenied, match=f"{role.value} {ws.principal.name} may not"):
+                invoke(world, ws, other)
+            if role in (Role.DATA_SCIENTIST, Role.MANAGER):
+                # Denied even on one's own objects: data scientists never approve or deploy.
+                with pytest.raises(PermissionDenied):
+                    invoke(world, ws, ws)
