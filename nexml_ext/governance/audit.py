@@ -95,14 +95,15 @@ def verify_links(
                 count,
                 prev,
                 link.seq,
-                "prev_hash does not match the previous record (inserted, deleted or reordered)",
+                f"prev_hash does not match record {expected_seq - 1}: a record was inserted, "
+                "deleted or reordered before it",
             )
         if record_hash(prev, link.record) != link.hash:
             return VerifyResult(
                 chain, False, count, prev, link.seq, "contents changed after it was written"
             )
         prev, expected_seq, count = link.hash, expected_seq + 1, count + 1
-    if head is not None and (head[0], head[1]) != (count, prev if count else GENESIS):
+    if head is not None and (head[0], head[1]) != (count, prev):
         if head[0] > count:
             return VerifyResult(
                 chain,
@@ -112,12 +113,21 @@ def verify_links(
                 count + 1,
                 f"record {count + 1} is missing (deleted); the chain head says {head[0]} records",
             )
+        if head[0] < count:
+            return VerifyResult(
+                chain,
+                False,
+                count,
+                prev,
+                head[0] + 1,
+                f"record {head[0] + 1} lies beyond the chain head (appended outside the platform)",
+            )
         return VerifyResult(
             chain,
             False,
             count,
             prev,
             head[0],
-            "the chain head does not match the records (head or records altered)",
+            "the chain head does not match the last record (head or record altered)",
         )
     return VerifyResult(chain, True, count, prev)

@@ -9,10 +9,13 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import or_, select
 
 from ..errors import InvalidInput
-from ..governance.audit import Link, VerifyResult, verify_links
+from ..governance.audit import GENESIS, Link, VerifyResult, verify_links
 from ..store import tables as t
 from . import views
 from .core import EVENTS_CHAIN, WorkspaceCore, chain_record
+
+
+EMPTY = (0, GENESIS)  # the head of a chain nothing was ever appended to
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class AuditTrail:
                     .where(t.PredictionRecord.deployment_id == deployment.id)
                     .order_by(t.PredictionRecord.seq)
                 )
-                results.append(verify_links(chain, _links(s, query), heads.get(chain)))
+                results.append(verify_links(chain, _links(s, query), heads.get(chain, EMPTY)))
         return AuditVerification(tuple(results))
 
     def heads(self) -> dict[str, dict[str, object]]:

@@ -27,7 +27,9 @@ class World:
 
     def staged(self, author: Workspace, model: str | None = None, template="credit_scoring"):
         return author.register_model(
-            self.fresh_artifact(), model or self.unique("m"), template=template,
+            self.fresh_artifact(),
+            model or self.unique("m"),
+            template=template,
             datasets=[self.train],
         )
 

@@ -23,8 +23,7 @@ def _inv_token_own(w, ws, author):
 
 
 def _inv_dataset_register(w, ws, author):
-    ws.register_dataset(w.stack.german.head(50 + int(w.unique("n").split("-")[1])),
-                        w.unique("ds"))
+    ws.register_dataset(w.stack.german.head(50 + int(w.unique("n").split("-")[1])), w.unique("ds"))
 
 
 def _inv_dataset_view(w, ws, author):
@@ -74,8 +73,9 @@ def _inv_validation_request(w, ws, author):
 
 def _inv_validation_record(w, ws, author):
     version = w.staged(author)
-    ws.record_validation(version.ref, artifact_sha256=version.artifact_sha256,
-                         metrics={"roc_auc": 0.75})
+    ws.record_validation(
+        version.ref, artifact_sha256=version.artifact_sha256, metrics={"roc_auc": 0.75}
+    )
 
 
 def _inv_model_approve(w, ws, author):
@@ -117,7 +117,8 @@ def _inv_audit_verify(w, ws, author):
 
 INVOKERS = {
     name.removeprefix("_inv_").replace("_", ".", 1): fn
-    for name, fn in dict(globals()).items() if name.startswith("_inv_")
+    for name, fn in dict(globals()).items()
+    if name.startswith("_inv_")
 }
 
 
