@@ -2,7 +2,8 @@
 
 Times are naive UTC ``DateTime`` columns (SQLite has no time zones; PostgreSQL keeps
 microseconds), written by :func:`utcnow`. Rows that change state carry a ``revision`` column
-that SQLAlchemy uses as an optimistic lock: an UPDATE that finds another writer got there first matches no row and fails.
+that SQLAlchemy uses as an optimistic lock: an UPDATE that finds another writer got there first
+matches no row and fails.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from ..store import tables as t
 from . import views
 from .core import EVENTS_CHAIN, WorkspaceCore, chain_record
 
-
 EMPTY = (0, GENESIS)  # the head of a chain nothing was ever appended to
 
 

@@ -94,8 +94,11 @@ def tamper(engine, rows, kind, position, detail, rng):
     raise AssertionError(kind)
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     kind=st.sampled_from(["edit", "delete", "reorder", "insert", "append"]),
     where=st.floats(min_value=0, max_value=1, exclude_max=True),

@@ -22,6 +22,10 @@ def _outcome(ws: Workspace, ref: str, barrier) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _collect(results: list[str], ws: Workspace, ref: str, barrier) -> None:
+    results.append(_outcome(ws, ref, barrier))
+
+
 def test_two_threads_approving_one_version(world):
     s = world.stack
     for _ in range(3):
@@ -29,7 +33,7 @@ def test_two_threads_approving_one_version(world):
         barrier = threading.Barrier(2)
         results: list[str] = []
         threads = [
-            threading.Thread(target=lambda ws=ws: results.append(_outcome(ws, version.ref, barrier)))
+            threading.Thread(target=_collect, args=(results, ws, version.ref, barrier))
             for ws in (s.mark, s.mia)
         ]
         for thread in threads:
@@ -55,8 +59,9 @@ def test_two_processes_approving_one_version(world):
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
     processes = [
-        ctx.Process(target=_process_approve,
-                    args=(s.settings, s.tokens[name], version.ref, barrier, queue))
+        ctx.Process(
+            target=_process_approve, args=(s.settings, s.tokens[name], version.ref, barrier, queue)
+        )
         for name in ("mark", "mia")
     ]
     for process in processes:
@@ -84,8 +89,10 @@ def test_concurrent_writers_keep_one_unbroken_chain(stack):
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(ws, 10))
-               for ws in (stack.dana, stack.dave, stack.mark, stack.mia)]
+    threads = [
+        threading.Thread(target=work, args=(ws, 10))
+        for ws in (stack.dana, stack.dave, stack.mark, stack.mia)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
