@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "nexml_ext", "tests"],
+        [sys.executable, "-m", "ruff", "check", "nexml_ext", "tests", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
