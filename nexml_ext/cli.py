@@ -113,7 +113,7 @@ def init(settings: Settings, admin: str | None) -> None:
 
     ws, token = Workspace.init(settings, admin)
     ws.close()
-    click.echo(f"created store at {settings.database_url.split('@')[-1]}")
+    click.echo(f"created store at {ws._db.safe_url}; artifacts in {settings.artifact_root}")
     click.echo(f"superadmin: {ws.principal.name}")
     click.echo(f"token (shown once; also saved to {settings.credentials_path}, mode 0600):")
     click.echo(token)

@@ -1,7 +1,8 @@
 """Model artifacts: a directory with the flavour's payload beside ``MODEL.json`` metadata.
 
-Only the scikit-learn flavour exists so far. ``load`` must only be called on a directory the
-artifact store has verified (``ArtifactStore.fetch``), since it unpickles.
+Only the scikit-learn flavour exists so far. Heavy libraries are imported inside the functions
+that need them, so the CLI and registry start without loading them. ``load`` must only be called
+on a directory the artifact store has verified (``ArtifactStore.fetch``), since it unpickles.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-import joblib
 
 from ..errors import InvalidInput
 from ..store.artifacts import MANIFEST_NAME
@@ -29,10 +28,12 @@ def save_sklearn(
     metrics: dict[str, float] | None = None,
 ) -> Path:
     """Write a fitted scikit-learn estimator or pipeline as an artifact directory."""
+    import joblib
+    import sklearn
+
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     joblib.dump(estimator, path / SKLEARN_PAYLOAD)
-    import sklearn
 
     metadata = {
         "flavour": "sklearn",
@@ -64,4 +65,6 @@ def load(verified_directory: str | Path) -> Any:
     flavour = metadata.get("flavour")
     if flavour != "sklearn":
         raise InvalidInput(f"cannot load artifact flavour {flavour!r}: only 'sklearn' is supported")
+    import joblib
+
     return joblib.load(Path(verified_directory) / SKLEARN_PAYLOAD)

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ..config import Settings
-from ..errors import AuthenticationFailed, Conflict, NotInitialised
+from ..errors import AuthenticationFailed, Conflict
 from ..governance import tokens
 from ..governance.audit import GENESIS
 from ..governance.naming import check_name
@@ -114,7 +114,7 @@ def authenticate(db: Database, token: str | None) -> Principal:
     """The principal a token stands for; AuthenticationFailed saying why not."""
     if not token:
         raise AuthenticationFailed(
-            "no token: set NEXML_TOKEN, pass token=..., or run `nexml init` to create a store"
+            "no token: set NEXML_TOKEN or pass one (`nexml init` writes the first superadmin's)"
         )
     token_id, secret = tokens.parse_token(token)
     with db.read() as s:
@@ -137,13 +137,16 @@ def authenticate(db: Database, token: str | None) -> Principal:
 
 
 def read_credentials(settings: Settings) -> str | None:
-    """The token in ``<home>/credentials``, if the file exists."""
+    """The token in ``<home>/credentials``, or None if there is no such file."""
     path = settings.credentials_path
     if not path.exists():
-        if not settings.is_sqlite:
-            return None
-        raise NotInitialised(f"no credentials at {path}: run `nexml init`, or set NEXML_TOKEN")
-    return json.loads(path.read_text()).get("token")
+        return None
+    try:
+        return json.loads(path.read_text()).get("token")
+    except (json.JSONDecodeError, AttributeError):
+        raise AuthenticationFailed(
+            f"credentials file {path} is not valid; set NEXML_TOKEN"
+        ) from None
 
 
 def write_credentials(settings: Settings, user: str, token: str) -> Path:

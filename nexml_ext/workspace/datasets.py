@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from ..errors import InvalidInput, NotFound
 from ..governance.naming import check_name, parse_ref
-from ..ml import data as mldata
 from ..store import tables as t
 from . import views
 from .core import WorkspaceCore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class DatasetsMixin(WorkspaceCore):
@@ -33,6 +34,10 @@ class DatasetsMixin(WorkspaceCore):
         Raises PermissionDenied, InvalidInput (unreadable or empty table, bad name), NotFound
         (unknown parent).
         """
+        import pandas as pd
+
+        from ..ml import data as mldata  # pandas loads only when data is handled
+
         self._authorize("dataset.register", f"dataset {name}")
         check_name("dataset", name)
         if isinstance(data, pd.DataFrame):
@@ -115,6 +120,8 @@ class DatasetsMixin(WorkspaceCore):
 
     def load_dataset(self, ref: str) -> pd.DataFrame:
         """The rows of a dataset version, read back and checked against their SHA-256."""
+        from ..ml import data as mldata
+
         version = self.dataset(ref)
         if version.data_uri is None:
             raise NotFound(f"dataset {ref} has no stored rows")

@@ -13,8 +13,7 @@ from ..errors import IntegrityError, InvalidInput, NotFound
 from ..governance import compliance as policy
 from ..governance.lifecycle import Status
 from ..governance.naming import check_name, format_ref
-from ..ml import artifact as ml_artifact
-from ..ml.evaluate import evaluate
+from ..ml.artifact import read_metadata
 from ..store import tables as t
 from . import views
 from .core import WorkspaceCore
@@ -44,7 +43,7 @@ class ModelsMixin(WorkspaceCore):
         if not source.is_dir():
             raise InvalidInput(f"cannot register {model}: {source} is not a directory")
         chosen = policy.template(template) if template else None
-        metadata = ml_artifact.read_metadata(source)
+        metadata = read_metadata(source)
         with self._read() as s:
             lineage = [self._dataset_lineage(s, ref) for ref in datasets or []]
             existing = s.execute(select(t.Model).where(t.Model.name == model)).scalar_one_or_none()
@@ -235,10 +234,13 @@ class ModelsMixin(WorkspaceCore):
             raise InvalidInput(
                 f"cannot validate {ref}: its artifact declares no problem type/target"
             )
+        from ..ml import artifact  # scikit-learn and scipy load only when a validation runs
+        from ..ml.evaluate import evaluate
+
         frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
         local = self._store.fetch(uri, sha)
         try:
-            model = ml_artifact.load(local)
+            model = artifact.load(local)
             metrics = evaluate(model, frame, target, problem_type)
         finally:
             shutil.rmtree(local, ignore_errors=True)
