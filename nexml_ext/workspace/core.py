@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -108,6 +108,10 @@ class WorkspaceCore:
         head.seq, head.hash = row.seq, row.hash
         s.flush()
         return row
+
+    def _next_number(self, s: Session, column: Any, *where: Any) -> int:
+        """One more than the highest ``column`` among rows matching ``where`` (1 for the first)."""
+        return (s.scalar(select(func.max(column)).where(*where)) or 0) + 1
 
     # --- lookups -------------------------------------------------------------------------------
 

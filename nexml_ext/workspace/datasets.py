@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..errors import InvalidInput, NotFound
 from ..governance.naming import check_name, parse_ref
@@ -70,14 +70,9 @@ class DatasetsMixin(WorkspaceCore):
                 s.add(dataset)
                 s.flush()
             parent_id = self._dataset_version_row(s, parent).id if parent else None
-            number = (
-                s.scalar(
-                    select(func.max(t.DatasetVersion.version)).where(
-                        t.DatasetVersion.dataset_id == dataset.id
-                    )
-                )
-                or 0
-            ) + 1
+            number = self._next_number(
+                s, t.DatasetVersion.version, t.DatasetVersion.dataset_id == dataset.id
+            )
             row = t.DatasetVersion(
                 dataset=dataset,
                 version=number,

@@ -84,14 +84,7 @@ class DecisionsMixin(WorkspaceCore):
                 artifact_sha256=version.artifact_sha256,
                 validation=validation_id,
             )
-            return views.Approval(
-                ref,
-                approval.decision,
-                text,
-                approval.approver,
-                approval.artifact_sha256,
-                approval.created_at,
-            )
+            return views.Approval.of(ref, approval)
 
     def approvals(self, ref: str) -> list[views.Approval]:
         """Decisions recorded on a version, oldest first."""
@@ -103,12 +96,7 @@ class DecisionsMixin(WorkspaceCore):
                 .where(t.Approval.model_version_id == version.id)
                 .order_by(t.Approval.id)
             )
-            return [
-                views.Approval(
-                    ref, r.decision, r.findings, r.approver, r.artifact_sha256, r.created_at
-                )
-                for r in rows
-            ]
+            return [views.Approval.of(ref, r) for r in rows]
 
     def deploy(self, ref: str, *, name: str, size: str = "small") -> views.Deployment:
         """Deploy an approved version under deployment ``name`` (state only; serving comes later).

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..errors import IntegrityError, InvalidInput, NotFound
 from ..governance import compliance as policy
@@ -60,14 +60,7 @@ class ModelsMixin(WorkspaceCore):
                 )
                 s.add(row)
                 s.flush()
-            number = (
-                s.scalar(
-                    select(func.max(t.ModelVersion.version)).where(
-                        t.ModelVersion.model_id == row.id
-                    )
-                )
-                or 0
-            ) + 1
+            number = self._next_number(s, t.ModelVersion.version, t.ModelVersion.model_id == row.id)
             version = t.ModelVersion(
                 model=row,
                 version=number,

@@ -150,6 +150,12 @@ class Approval:
     artifact_sha256: str
     created_at: datetime
 
+    @classmethod
+    def of(cls, ref: str, row: t.Approval) -> Approval:
+        return cls(
+            ref, row.decision, row.findings, row.approver, row.artifact_sha256, row.created_at
+        )
+
 
 @dataclass(frozen=True)
 class Deployment:
