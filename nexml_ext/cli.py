@@ -423,6 +423,8 @@ def compliance_status(ws, ref: str) -> None:  # type: ignore[no-untyped-def]
     click.echo(
         f"{ref}: risk tier {state.tier} ({state.tier_source}); score {state.score.total}/100"
     )
+    triggers = ", ".join(f"{k}={v}" for k, v in state.re_review.items() if v not in (False, None))
+    click.echo(f"re-review on: {triggers or 'nothing'}")
     _table(
         [
             {
@@ -568,8 +570,21 @@ def demo(demo_home: str | None) -> None:
     run(demo_home)
 
 
-def main() -> None:
-    cli(prog_name="nexml")
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage mistakes, like refusals, are one line (`error: ...`), exit status 2."""
+    try:
+        status = cli.main(args=argv, prog_name="nexml", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "nexml"
+        click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ ACTIONS: tuple[Action, ...] = (
     _A("compliance.view", "read compliance records and scores"),
     _A("compliance.edit", "write the human sections of a compliance record"),
     _A("compliance.configure", "change the risk-tier policy (mandatory sections per tier)"),
-    _A("compliance.set_tier", "set a model version's risk tier explicitly"),
+    _A("compliance.set_tier", "set a version's risk tier and re-review triggers explicitly"),
     _A("validation.request", "ask the platform to validate a version"),
     _A("validation.record", "record a platform-run validation (the platform only)"),
     _A("model.approve", "approve a staging version (never one's own)"),

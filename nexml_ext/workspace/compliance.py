@@ -19,6 +19,13 @@ from ..store import tables as t
 from .core import WorkspaceCore
 
 TIER_POLICY_KEY = "tier_policy"
+#: Re-review triggers of a record made without a template: every trigger on, yearly review.
+DEFAULT_RE_REVIEW = {
+    "material_change": True,
+    "drift_alert": True,
+    "performance_breach": True,
+    "elapsed_days": 365,
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,14 @@ class ComplianceRecord:
     def set_tier(self, tier: int, *, reason: str) -> tuple[int, str]:
         """Set the risk tier explicitly (compliance officers), overriding materiality."""
         return self._ws._set_tier(self.ref, tier, reason)
+
+    def re_review(self) -> dict[str, Any]:
+        """The events that send this version back for review (drift, breach, change, time)."""
+        return self._ws._compliance(self.ref).re_review
+
+    def set_re_review(self, triggers: dict[str, Any], *, reason: str) -> dict[str, Any]:
+        """Change some re-review triggers (compliance officers); returns all of them."""
+        return self._ws._set_re_review(self.ref, triggers, reason)
 
     def __repr__(self) -> str:
         return f"<ComplianceRecord {self.ref}>"
@@ -172,6 +187,21 @@ class ComplianceMixin(WorkspaceCore):
             after = self._compliance_state(s, version)
             return after.tier, after.tier_source
 
+    def _set_re_review(self, ref: str, triggers: dict[str, Any], reason: str) -> dict[str, Any]:
+        self._authorize("compliance.set_tier", ref)
+        if not (reason or "").strip():
+            raise InvalidInput(f"cannot change the re-review triggers of {ref}: give a reason")
+        with self._write() as s:
+            record = self._record_row(s, self._version_row(s, ref, lock=True))
+            before = {**DEFAULT_RE_REVIEW, **(record.re_review or {})}
+            after = policy.validate_re_review({**before, **triggers})
+            record.re_review = after
+            record.updated_by = self.principal.name
+            s.flush()
+            self._event(s, "compliance.set_re_review", ref, before=before, after=after,
+                        reason=reason.strip())
+            return after
+
     def _record_row(self, s, version: t.ModelVersion) -> t.ComplianceRecord:
         return s.execute(
             select(t.ComplianceRecord).where(t.ComplianceRecord.model_version_id == version.id)
@@ -215,7 +245,7 @@ class ComplianceMixin(WorkspaceCore):
             fields,
             statuses,
             policy.score(fields, mandatory),
-            dict(record.re_review or {}),
+            {**DEFAULT_RE_REVIEW, **(record.re_review or {})},
         )
 
     def _auto_facts(self, s, version: t.ModelVersion, ref: str) -> dict[str, dict[str, Any]]:

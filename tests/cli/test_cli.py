@@ -284,6 +284,15 @@ def test_help_explains_the_commands():
     assert "staging version" in help_ and "findings" in help_
 
 
+def test_usage_mistakes_are_one_line_too():
+    missing, unknown, bad_choice = _static().many(
+        ("user", "add", "bob"), ("nosuch",), ("deploy", "a:1", "--name", "x", "--size", "huge")
+    )
+    missing.refused(2, "Missing option '--role'", "nexml user add --help")
+    unknown.refused(2, "No such command 'nosuch'")
+    bad_choice.refused(2, "'huge' is not one of", "nexml deploy --help")
+
+
 def test_docs_permissions_is_the_committed_file():
     result = subprocess.run(
         [sys.executable, "-m", "nexml_ext.cli", "docs", "permissions"],

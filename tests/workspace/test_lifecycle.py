@@ -326,3 +326,22 @@ def test_failed_threshold_marks_the_validation_failed(world, german, tmp_path):
     validation = s.mark.validate(weak.ref, dataset=world.holdout)
     assert validation.status == "failed"
     assert validation.metrics["roc_auc"] < 0.7
+
+
+def test_re_review_triggers_kept_and_set_by_compliance(world):
+    s = world.stack
+    version = world.staged(s.dana)
+    record = s.cora.compliance(version.ref)
+    assert record.re_review() == {"material_change": True, "drift_alert": True,
+                                  "performance_breach": True, "elapsed_days": 365}
+    with pytest.raises(PermissionDenied):
+        s.dana.compliance(version.ref).set_re_review({"elapsed_days": 30}, reason="Quarterly")
+    with pytest.raises(InvalidInput, match="give a reason"):
+        record.set_re_review({"elapsed_days": 90}, reason="")
+    with pytest.raises(InvalidInput):
+        record.set_re_review({"elapsed_days": 0}, reason="Never expire")
+    after = record.set_re_review({"elapsed_days": 90}, reason="New product, review quarterly")
+    assert after["elapsed_days"] == 90 and after["drift_alert"] is True
+    assert record.re_review() == after
+    event = s.cora.audit.log(action="compliance.set_re_review")[-1]
+    assert event.data["before"]["elapsed_days"] == 365 and event.data["after"]["elapsed_days"] == 90
