@@ -57,8 +57,10 @@ ACTIONS: tuple[Action, ...] = (
     _A("token.own", "create, list and revoke one's own tokens"),
     _A("dataset.register", "ingest data and register dataset versions"),
     _A("dataset.view", "list and read dataset versions"),
+    _A("model.train", "run AutoML on a registered dataset version (the run is recorded)"),
     _A("model.register", "register a model version (it enters staging)"),
     _A("model.view", "list models and versions, read model cards"),
+    _A("model.analyse", "explain, fairness-test and drift-check a version on data (recorded)"),
     _A("compliance.view", "read compliance records and scores"),
     _A("compliance.edit", "write the human sections of a compliance record"),
     _A("compliance.configure", "change the risk-tier policy (mandatory sections per tier)"),
@@ -90,8 +92,12 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "token.own": dict(_ALL_PEOPLE),
     "dataset.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "dataset.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "model.train": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "model.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "model.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "model.analyse": {
+        _DS: Grant.OWN, _MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW
+    },
     "compliance.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
     "compliance.edit": {_DS: Grant.OWN, _MG: Grant.OWN},
     "compliance.configure": {_CO: Grant.ALLOW, _SA: Grant.ALLOW},

@@ -23,6 +23,7 @@ from ..governance.roles import Principal, Role
 from ..store import tables as t
 from ..store.artifacts import ArtifactStore
 from ..store.database import Database
+from .analysis import AnalysisMixin
 from .audit import AuditTrail
 from .compliance import ComplianceMixin, ComplianceRecord
 from .core import EVENTS_CHAIN, PLATFORM_USER
@@ -30,11 +31,20 @@ from .datasets import DatasetsMixin
 from .decisions import DecisionsMixin
 from .identity import IdentityMixin, issue_token
 from .models import ModelsMixin
+from .training import TrainingMixin
 
 __all__ = ["Workspace", "ComplianceRecord"]
 
 
-class Workspace(IdentityMixin, DatasetsMixin, ModelsMixin, ComplianceMixin, DecisionsMixin):
+class Workspace(
+    IdentityMixin,
+    DatasetsMixin,
+    TrainingMixin,
+    ModelsMixin,
+    ComplianceMixin,
+    DecisionsMixin,
+    AnalysisMixin,
+):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 
     @property

@@ -266,6 +266,9 @@ class ComplianceMixin(WorkspaceCore):
                 "registered_at": version.created_at.isoformat(),
                 "artifact_sha256": version.artifact_sha256,
             },
+            "fairness": {
+                "protected_inputs": list((version.lineage or {}).get("protected_inputs") or []),
+            },
             "provenance": {
                 "training_datasets": [
                     {k: d[k] for k in ("ref", "sha256", "rows")}

@@ -18,6 +18,30 @@ if TYPE_CHECKING:
 
 
 class DatasetsMixin(WorkspaceCore):
+    def ingest(
+        self,
+        source: Any,
+        name: str,
+        *,
+        table: str | None = None,
+        query: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        format: str | None = None,  # noqa: A002 - the reader's own word
+    ) -> views.DatasetVersion:
+        """Read a table from anywhere and register it as the next version of ``name``.
+
+        ``source``: a DataFrame, a CSV/Parquet path, an fsspec URL (``s3://``, ``file://``,
+        ``memory://``) or a SQLAlchemy URL of PostgreSQL or MySQL/MariaDB with ``table`` or
+        ``query``. The lineage keeps where it came from with credentials removed.
+        """
+        self._authorize("dataset.register", f"dataset {name}")
+        from ..ml.connectors import read_source
+
+        frame, lineage = read_source(
+            source, table=table, query=query, storage_options=storage_options, format=format
+        )
+        return self.register_dataset(frame, name, source=lineage)
+
     def register_dataset(
         self,
         data: pd.DataFrame | str | Path,
@@ -29,24 +53,25 @@ class DatasetsMixin(WorkspaceCore):
     ) -> views.DatasetVersion:
         """Register a table (DataFrame, CSV or Parquet path) as the next version of ``name``.
 
-        The rows are stored as Parquet in the artifact store with their SHA-256. Registering
-        content identical to an existing version of ``name`` returns that version unchanged.
+        The rows are stored as Parquet in the artifact store with their SHA-256, beside the
+        schema and the drift-baseline profile. Registering content identical to an existing
+        version of ``name`` returns that version unchanged.
         Raises PermissionDenied, InvalidInput (unreadable or empty table, bad name), NotFound
         (unknown parent).
         """
         import pandas as pd
 
         from ..ml import data as mldata  # pandas loads only when data is handled
+        from ..ml.connectors import read_source
+        from ..ml.profile import profile
 
         self._authorize("dataset.register", f"dataset {name}")
         check_name("dataset", name)
         if isinstance(data, pd.DataFrame):
             frame, origin = data, dict(source or {"kind": "dataframe"})
         else:
-            frame, origin = (
-                mldata.read_table(data),
-                dict(source or {"kind": "file", "uri": str(data)}),
-            )
+            frame, lineage = read_source(data)
+            origin = dict(source or lineage)
         if frame.empty:
             raise InvalidInput(f"cannot register dataset {name!r}: the table has no rows")
         digest = mldata.content_sha256(frame)
@@ -80,7 +105,7 @@ class DatasetsMixin(WorkspaceCore):
                 row_count=len(frame),
                 schema=mldata.schema_of(frame),
                 source=origin,
-                profile={},
+                profile=profile(frame),
                 data_uri=uri,
                 data_sha256=data_sha,
                 parent_id=parent_id,
@@ -99,6 +124,36 @@ class DatasetsMixin(WorkspaceCore):
                 parent=parent,
             )
             return views.DatasetVersion.of(row)
+
+    def split(
+        self,
+        ref: str,
+        target: str,
+        *,
+        test_size: float = 0.25,
+        seed: int = 0,
+        stratify: bool = True,
+    ) -> tuple[views.DatasetVersion, views.DatasetVersion]:
+        """Split a dataset version into train and holdout versions (stratified, seeded).
+
+        They are registered as ``<name>-train`` and ``<name>-holdout``, each with the parent
+        version, the seed and the test size in its lineage, so the split can be reproduced.
+        """
+        from ..ml.data import split as split_frame
+
+        name = parse_ref(ref, "dataset")[0]
+        self._authorize("dataset.register", f"dataset {name}")
+        frame = self.load_dataset(ref)
+        train, holdout = split_frame(frame, target, test_size=test_size, seed=seed,
+                                     stratify=stratify)
+        recipe = {"kind": "split", "parent": ref, "target": target, "test_size": test_size,
+                  "seed": seed, "stratified": stratify}
+        return (
+            self.register_dataset(train, f"{name}-train", split="train", parent=ref,
+                                  source={**recipe, "part": "train"}),
+            self.register_dataset(holdout, f"{name}-holdout", split="holdout", parent=ref,
+                                  source={**recipe, "part": "holdout"}),
+        )
 
     def datasets(self) -> list[views.DatasetVersion]:
         """Every dataset version, newest last."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
+import tempfile
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -18,28 +19,52 @@ from ..store import tables as t
 from . import views
 from .core import WorkspaceCore
 
+if TYPE_CHECKING:
+    from ..ml.artifact import LoadedModel
+    from ..ml.automl import TrainingRun
+
+# Verified, loaded models by manifest hash (AutoGluon predictors take seconds to load).
+_LOADED: dict[str, LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
 
 class ModelsMixin(WorkspaceCore):
     def register_model(
         self,
-        artifact_dir: str | Path,
+        artifact: str | Path | TrainingRun,
         model: str,
         *,
         template: str | None = None,
         datasets: list[str] | None = None,
         params: dict[str, Any] | None = None,
+        reason_codes: dict[str, str] | None = None,
     ) -> views.ModelVersion:
-        """Register an artifact directory as the next version of ``model``, in staging.
+        """Register an artifact directory, or a TrainingRun's champion, as the next version.
 
         The directory is copied into the artifact store with a ``MODEL.json`` manifest holding
         every file's SHA-256; the registry keeps the manifest's own hash. ``template`` names a
         compliance template (credit_scoring, fraud_detection, ...); ``datasets`` are the
-        dataset-version refs the model learned from (its lineage).
+        dataset-version refs the model learned from (a TrainingRun from ``train`` brings its
+        own, with its preprocessing, seed, leaderboard and any justified protected inputs).
+        ``reason_codes`` maps input features to adverse-action reason statements.
         Raises PermissionDenied, InvalidInput, NotFound (unknown template or dataset).
         """
         self._authorize("model.register", f"model {model}")
         check_name("model", model)
-        source = Path(artifact_dir)
+        if not isinstance(artifact, str | Path):
+            return self._register_run(artifact, model, template=template, datasets=datasets,
+                                      params=params, reason_codes=reason_codes)
+        return self._register_directory(Path(artifact), model, template, datasets, params, {})
+
+    def _register_directory(
+        self,
+        source: Path,
+        model: str,
+        template: str | None,
+        datasets: list[str] | None,
+        params: dict[str, Any] | None,
+        extra_lineage: dict[str, Any],
+    ) -> views.ModelVersion:
         if not source.is_dir():
             raise InvalidInput(f"cannot register {model}: {source} is not a directory")
         chosen = policy.template(template) if template else None
@@ -74,7 +99,7 @@ class ModelsMixin(WorkspaceCore):
                 input_schema=metadata.get("input_schema", {}),
                 metrics=metadata.get("metrics", {}),
                 params=params or {},
-                lineage={"datasets": lineage},
+                lineage={"datasets": lineage, **extra_lineage},
             )
             s.add(version)
             s.flush()
@@ -214,43 +239,77 @@ class ModelsMixin(WorkspaceCore):
         """Have the platform validate ``ref`` on a dataset version (run here, in process).
 
         The platform fetches the artifact, verifies every file against the registered hash
-        before unpickling, scores the dataset and records the metrics. Data scientists may ask
-        for their own versions; managers for any.
+        before unpickling, and records the evidence: performance with bootstrap intervals,
+        fairness by protected attribute, drift against the training baseline, and which of the
+        template's thresholds are breached (status ``failed``). Data scientists may ask for
+        their own versions; managers for any.
         """
+        from ..ml.validation import run_validation
+
         with self._read() as s:
             version = self._version_row(s, ref)
-            author, uri, sha = version.author, version.artifact_uri, version.artifact_sha256
-            problem_type, target = version.problem_type, version.target
+            author, sha = version.author, version.artifact_sha256
             template = s.get(t.Model, version.model_id).template
+            baseline = self._baseline_profile(s, version)
         self._authorize("validation.request", ref, owner=author)
-        if not problem_type or not target:
-            raise InvalidInput(
-                f"cannot validate {ref}: its artifact declares no problem type/target"
-            )
-        from ..ml import artifact  # scikit-learn and scipy load only when a validation runs
-        from ..ml.evaluate import evaluate
-
+        loaded = self._load_model(ref)
         frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
-        local = self._store.fetch(uri, sha)
-        try:
-            model = artifact.load(local)
-            metrics = evaluate(model, frame, target, problem_type)
-        finally:
-            shutil.rmtree(local, ignore_errors=True)
-        status = "passed"
-        breaches = _threshold_breaches(metrics, policy.template(template) if template else None)
-        if breaches:
-            status = "failed"
+        chosen = policy.template(template) if template else None
+        result = run_validation(
+            loaded, frame, baseline_profile=baseline,
+            protected=list(chosen.protected_attributes) if chosen else [],
+            thresholds=dict(chosen.thresholds) if chosen else {},
+        )
         platform = self._as_platform()
         return platform.record_validation(  # type: ignore[attr-defined]
-            ref,
-            artifact_sha256=sha,
-            metrics=metrics,
-            dataset=dataset,
-            status=status,
-            details={"breaches": breaches},
+            ref, artifact_sha256=sha, metrics=result.metrics, dataset=dataset,
+            status="failed" if result.breaches else "passed",
+            details={**result.details, "breaches": result.breaches},
             requested_by=self.principal.name,
         )
+
+    def _load_model(self, ref: str) -> LoadedModel:
+        """The version's model, fetched and hash-verified before unpickling, then cached.
+
+        The cache is keyed by the manifest hash, so a changed artifact is never served from it.
+        """
+        from ..ml.artifact import load_verified
+
+        with self._read() as s:
+            version = self._version_row(s, ref)
+            uri, sha = version.artifact_uri, version.artifact_sha256
+        with _CACHE_LOCK:
+            cached = _LOADED.get(sha)
+        if cached is None:
+            cached = load_verified(self._store, uri, sha)
+            with _CACHE_LOCK:
+                _LOADED[sha] = cached
+        return cached
+
+    def _baseline_profile(self, s, version: t.ModelVersion) -> dict[str, Any] | None:
+        """The drift baseline: the profile of the first dataset version the model learned from."""
+        datasets = (version.lineage or {}).get("datasets") or []
+        if not datasets:
+            return None
+        row = s.get(t.DatasetVersion, datasets[0]["id"])
+        return row.profile if row is not None and row.profile else None
+
+    def _register_run(self, run: TrainingRun, model: str, *, template, datasets, params,
+                      reason_codes) -> views.ModelVersion:
+        registry = getattr(run, "registry", None) or {}
+        if not datasets and not registry.get("dataset"):
+            raise InvalidInput(
+                f"cannot register {model}: the run was not trained through the Workspace; "
+                "pass datasets=[...] with the dataset versions it learned from"
+            )
+        with tempfile.TemporaryDirectory(prefix="nexml-register-") as tmp:
+            directory = run.save(Path(tmp) / "artifact", reason_codes=reason_codes)
+            lineage = {"training": {"job": registry.get("job"), **run.lineage()},
+                       "protected_inputs": self._protected_inputs(run)}  # type: ignore[attr-defined]
+            return self._register_directory(
+                directory, model, template or registry.get("template"),
+                datasets or [registry["dataset"]], params, lineage,
+            )
 
     def _validation_view(self, s, ref: str, row: t.Validation) -> views.Validation:
         dataset = None
@@ -275,20 +334,3 @@ class ModelsMixin(WorkspaceCore):
         except NotFound as exc:
             raise NotFound(f"cannot register: lineage {exc}") from None
         return {"ref": ref, "sha256": row.content_sha256, "rows": row.row_count, "id": row.id}
-
-
-_METRIC_ALIASES = {"auc": "roc_auc"}
-
-
-def _threshold_breaches(metrics: dict[str, float], template: Any) -> list[str]:
-    """Which of the template's ``<metric>_min`` thresholds the validation metrics miss."""
-    if template is None:
-        return []
-    out = []
-    for key, minimum in template.thresholds.items():
-        if not key.endswith("_min"):
-            continue
-        metric = _METRIC_ALIASES.get(key[:-4], key[:-4])
-        if metric in metrics and metrics[metric] < minimum:
-            out.append(f"{metric} {metrics[metric]:.4f} is below the template minimum {minimum}")
-    return out

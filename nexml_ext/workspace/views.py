@@ -53,6 +53,7 @@ class DatasetVersion:
     created_at: datetime
     created_by: str
     id: int = field(repr=False, default=0)
+    profile: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -72,6 +73,7 @@ class DatasetVersion:
             row.created_at,
             row.created_by,
             row.id,
+            row.profile,
         )
 
 

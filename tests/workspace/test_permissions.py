@@ -31,6 +31,17 @@ def _inv_dataset_view(w, ws, author):
     assert len(ws.datasets()) >= 2
 
 
+def _inv_model_train(w, ws, author):
+    run = ws.train(w.holdout, "risk", time_limit=10, progress=False)
+    assert run.registry["dataset"] == w.holdout
+
+
+def _inv_model_analyse(w, ws, author):
+    version = w.staged(author)
+    report = ws.drift(version.ref, w.holdout)
+    assert report.to_dict()
+
+
 def _inv_model_register(w, ws, author):
     assert ws.register_model(w.fresh_artifact(), w.unique("m")).status == "staging"
 

@@ -54,7 +54,8 @@ def test_dataset_from_csv_file_records_its_source(stack, german, tmp_path):
     path = tmp_path / "credit.csv"
     german.to_csv(path, index=False)
     version = stack.dana.register_dataset(path, "from-file")
-    assert version.source == {"kind": "file", "uri": str(path)}
+    assert version.source["kind"] == "file" and version.source["uri"] == str(path)
+    assert version.source["format"] == "csv" and version.source["read_at"]
     assert version.row_count == len(german)
 
 
