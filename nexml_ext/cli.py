@@ -563,11 +563,16 @@ def docs_permissions() -> None:
     type=click.Path(file_okay=False),
     help="Run in this folder instead of a fresh temporary one (kept afterwards).",
 )
-def demo(demo_home: str | None) -> None:
+@click.option(
+    "--no-challenger",
+    is_flag=True,
+    help="Skip the AutoGluon challenger, the switch and the rollback.",
+)
+def demo(demo_home: str | None, no_challenger: bool) -> None:
     """Run the whole lifecycle on a fresh store, printing each step."""
     from .demo import run
 
-    run(demo_home)
+    run(demo_home, challenger=not no_challenger)
 
 
 def main(argv: list[str] | None = None) -> None:

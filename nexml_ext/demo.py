@@ -1,8 +1,10 @@
-"""``nexml demo``: the lifecycle so far, on a fresh store, with three people and a real model.
+"""``nexml demo``: the platform so far, on a fresh store, with four people and real models.
 
-A data scientist registers the German credit data and a scikit-learn model and documents it; the
-platform validates it; a manager approves and deploys it; a compliance officer verifies the audit
-trail. The refusals a regulated shop relies on are shown along the way.
+A data scientist ingests the German credit data, splits it, trains with AutoML (scikit-learn,
+then an AutoGluon challenger) and documents the model; the platform validates it (performance
+with confidence intervals, fairness, drift); a manager approves, deploys, explains a declined
+application with its adverse-action reasons, and rolls back; a compliance officer verifies the
+audit trail. The refusals a regulated shop relies on are shown along the way.
 """
 
 from __future__ import annotations
@@ -14,90 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
 import yaml
 
 from .config import Settings
 from .errors import NexmlError
 
-PROTECTED = ["sex", "age"]
 TARGET = "risk"
 
 
-def german_credit() -> pd.DataFrame:
-    """The German credit data shipped with the package (see ``nexml_ext/data/NOTICE.md``)."""
-    with resources.files("nexml_ext.data").joinpath("german_credit.csv").open("rb") as handle:
-        return pd.read_csv(handle)
-
-
-def train_credit_model(
-    data: pd.DataFrame, directory: str | Path, *, kind: str = "logistic", seed: int = 7
-) -> Path:
-    """Fit a credit model on ``data`` (protected attributes excluded) and save it as an artifact."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from .ml.artifact import save_sklearn
-    from .ml.data import schema_of
-
-    features = data.drop(columns=[TARGET, *PROTECTED])
-    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
-    categorical = [c for c in features.columns if c not in numeric]
-    encode = ColumnTransformer(
-        [
-            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ("numbers", StandardScaler(), numeric),
-        ]
-    )
-    estimator = (
-        LogisticRegression(max_iter=1000, random_state=seed)
-        if kind == "logistic"
-        else HistGradientBoostingClassifier(max_iter=60, random_state=seed)
-    )
-    pipeline = Pipeline([("prepare", encode), ("model", estimator)])
-    # The pipeline drops protected columns itself, so callers may pass whole rows.
-    pipeline = Pipeline(
-        [
-            (
-                "select",
-                ColumnTransformer(
-                    [("keep", "passthrough", list(features.columns))],
-                    verbose_feature_names_out=False,
-                ),
-            ),
-            ("fit", pipeline),
-        ]
-    ).set_output(transform="pandas")
-    pipeline.fit(data.drop(columns=[TARGET]), data[TARGET])
-    return save_sklearn(
-        pipeline,
-        directory,
-        problem_type="binary",
-        target=TARGET,
-        input_schema=schema_of(features),
-        classes=list(pipeline.classes_),
-    )
-
-
-def split(data: pd.DataFrame, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
-    train, holdout = train_test_split(
-        data, test_size=0.25, stratify=data[TARGET], random_state=seed
-    )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
-
-
 def demo_compliance() -> dict[str, dict[str, Any]]:
+    """What the demo's data scientist writes into the German credit model's compliance record."""
     text = resources.files("nexml_ext.data").joinpath("demo_compliance.yaml").read_text()
     return yaml.safe_load(text)
 
 
 def _step(text: str) -> None:
     click.echo(click.style(f"\n==> {text}", bold=True))
+
+
+def _say(text: str) -> None:
+    click.echo(f"    {text}")
 
 
 def _refused(action: Any) -> None:
@@ -109,85 +47,62 @@ def _refused(action: Any) -> None:
         raise RuntimeError("the demo expected a refusal here")
 
 
-def run(home: str | None = None) -> None:
+def run(home: str | None = None, *, challenger: bool = True) -> None:
     """Run the demo in ``home`` (default: a fresh temporary folder, deleted afterwards)."""
     from .workspace import Workspace
 
     temporary = home is None
     folder = Path(home) if home else Path(tempfile.mkdtemp(prefix="nexml-demo-"))
-    settings = Settings.from_env(
-        home=folder,
-        database_url=f"sqlite:///{folder / 'nexml.db'}",
-        artifact_root=str(folder / "artifacts"),
-        token="",
-    )
+    settings = Settings.from_env(home=folder, database_url=f"sqlite:///{folder / 'nexml.db'}",
+                                 artifact_root=str(folder / "artifacts"), token="")
     opened: list[Workspace] = []
     try:
         _step(f"Create a store in {folder} (SQLite in WAL mode, artifacts in a local folder)")
         ada, _ = Workspace.init(settings, "ada")
         opened.append(ada)
-        click.echo(
-            f"    superadmin {ada.principal.name}; token saved to {settings.credentials_path} (0600)"
-        )
+        _say(f"superadmin {ada.principal.name}; token saved to {settings.credentials_path} (0600)")
         people = {}
-        for name, role in (
-            ("dana", "data_scientist"),
-            ("mark", "manager"),
-            ("cora", "compliance_officer"),
-        ):
+        for name, role in (("dana", "data_scientist"), ("mark", "manager"),
+                           ("cora", "compliance_officer")):
             user, token = ada.add_user(name, role)
             people[name] = Workspace.open(settings, token)
             opened.append(people[name])
-            click.echo(
-                f"    added {user.role} {user.name} (token shown once, stored only as a hash)"
-            )
+            _say(f"added {user.role} {user.name} (token shown once, stored only as a hash)")
         dana, mark, cora = people["dana"], people["mark"], people["cora"]
 
-        _step(
-            "dana registers the German credit data: full table, then a stratified train/holdout split"
-        )
-        data = german_credit()
-        full = dana.register_dataset(
-            data,
-            "german-credit",
-            source={
-                "kind": "file",
-                "uri": "package://nexml_ext/data/german_credit.csv",
-                "licence": "DbCL v1.0",
-            },
-        )
-        train_df, holdout_df = split(data)
-        train = dana.register_dataset(
-            train_df, "german-credit-train", split="train", parent=full.ref
-        )
-        holdout = dana.register_dataset(
-            holdout_df, "german-credit-holdout", split="holdout", parent=full.ref
-        )
+        _step("dana ingests the German credit data and splits it 75/25 (stratified, seed 7)")
+        with resources.as_file(resources.files("nexml_ext.data") / "german_credit.csv") as csv:
+            full = dana.ingest(csv, "german-credit")
+        train, holdout = dana.split(full.ref, TARGET, test_size=0.25, seed=7)
         for dv in (full, train, holdout):
-            click.echo(f"    {dv.ref}: {dv.row_count} rows, sha256 {dv.content_sha256[:16]}…")
+            _say(f"{dv.ref}: {dv.row_count} rows, sha256 {dv.content_sha256[:16]}…")
+        _say("each version keeps its schema and a drift-baseline profile; drift never needs "
+             "the raw rows again")
 
-        _step("dana trains a logistic-regression credit model (sex and age kept out of its inputs)")
-        work = folder / "work"
-        v1_dir = train_credit_model(train_df, work / "v1")
-        v1 = dana.register_model(
-            v1_dir, "credit-risk", template="credit_scoring", datasets=[train.ref]
-        )
-        click.echo(
-            f"    registered {v1.ref} in {v1.status}; artifact manifest sha256 {v1.artifact_sha256[:16]}…"
-        )
+        _step("dana runs AutoML (scikit-learn: successive halving over three model families)")
+        run_ = dana.train(train.ref, TARGET, backend="sklearn", time_limit=30,
+                          template="credit_scoring", seed=7)
+        _say(f"protected attributes kept out of the inputs: {', '.join(run_.protected)}")
+        for row in run_.leaderboard.itertuples():
+            _say(f"{row.model:<28} CV roc_auc {row.score_val:.3f}  fit {row.fit_time_s:.1f}s")
+        from .ml.explain import load_reason_table
+
+        reasons = load_reason_table("german_credit")
+        v1 = dana.register_model(run_, "credit-risk", template="credit_scoring",
+                                 reason_codes=reasons)
+        _say(f"registered {v1.ref} ({run_.champion_name}) in {v1.status}; manifest sha256 "
+             f"{v1.artifact_sha256[:16]}…")
         record = dana.compliance(v1.ref)
         tier, source = record.tier()
-        click.echo(f"    risk tier {tier} ({source}); compliance score {record.score().total}/100")
+        _say(f"risk tier {tier} ({source}); compliance score {record.score().total}/100")
 
         _step("dana documents the model: the human sections of the compliance record")
         for section, fields in demo_compliance().items():
             record.set(section, fields)
         state = record.state()
-        click.echo(f"    risk tier {state.tier} ({state.tier_source})")
-        click.echo(
-            f"    compliance score {state.score.total}/100; missing mandatory: "
-            f"{', '.join(state.score.missing_mandatory) or 'none'}"
-        )
+        _say(f"risk tier {state.tier} ({state.tier_source})")
+        _say(f"compliance score {state.score.total}/100; missing mandatory: "
+             f"{', '.join(state.score.missing_mandatory) or 'none'}")
 
         _step("Segregation of duties and evidence rules")
         _refused(lambda: dana.approve(v1.ref, findings="I reviewed my own model and it is fine."))
@@ -195,68 +110,78 @@ def run(home: str | None = None) -> None:
 
         _step("mark asks the platform to validate credit-risk:1 on the holdout set")
         validation = mark.validate(v1.ref, dataset=holdout.ref)
-        click.echo(
-            f"    validation #{validation.id} {validation.status} (run by {validation.run_by}): "
-            + ", ".join(f"{k}={validation.metrics[k]:.3f}" for k in ("roc_auc", "accuracy", "ks"))
-        )
-        click.echo(f"    compliance score now {record.score().total}/100")
+        m = validation.metrics
+        _say(f"validation #{validation.id} {validation.status} (run by {validation.run_by} on the "
+             f"verified artifact)")
+        _say(f"roc_auc {m['roc_auc']:.3f} (95% CI {m['roc_auc_ci_low']:.3f}-"
+             f"{m['roc_auc_ci_high']:.3f}), KS {m['ks']:.3f}, Brier {m['brier']:.3f}")
+        details = validation.details
+        for attribute, info in (details.get("fairness") or {}).get("attributes", {}).items():
+            worst = min((g for g in info["groups"] if g.get("air") is not None),
+                        key=lambda g: g["air"])
+            _say(f"fairness by {attribute}: lowest adverse impact ratio {worst['air']:.2f} "
+                 f"({worst['group']} vs {info['control']}); flagged: "
+                 f"{', '.join(info['flagged']) or 'none'}")
+        drift = details.get("drift") or {}
+        _say(f"drift vs training baseline: {drift.get('n_alert', 0)} alerts, "
+             f"{drift.get('n_warn', 0)} warnings over {drift.get('n_columns', 0)} features")
+        _say(f"compliance score now {record.score().total}/100")
 
         _step("mark approves and deploys it")
         _refused(lambda: mark.approve(v1.ref, findings=""))
-        mark.approve(
-            v1.ref,
-            findings=(
-                f"Holdout AUC {validation.metrics['roc_auc']:.3f} meets the 0.70 template minimum; "
-                "documentation complete; protected attributes excluded from inputs."
-            ),
-        )
-        click.echo(f"    {v1.ref} is {mark.version(v1.ref).status}")
-        deployment = mark.deploy(v1.ref, name="credit", size="small")
-        click.echo(f"    deployment {deployment.name} serves {deployment.model_ref}")
-
-        _step(
-            "A challenger: dana registers a gradient-boosting version 2; it is validated, approved, deployed"
-        )
-        v2 = dana.register_model(
-            train_credit_model(train_df, work / "v2", kind="boosting"),
-            "credit-risk",
-            datasets=[train.ref],
-        )
-        for section, fields in demo_compliance().items():
-            dana.compliance(v2.ref).set(section, fields)
-        v2_validation = mark.validate(v2.ref, dataset=holdout.ref)
-        click.echo(
-            f"    validation #{v2_validation.id}: roc_auc={v2_validation.metrics['roc_auc']:.3f}"
-        )
-        mark.approve(
-            v2.ref,
-            findings="Challenger validated on the same holdout; approved for a controlled switch.",
-        )
-        mark.deploy(v2.ref, name="credit")
-        click.echo(
-            f"    deployment credit serves {v2.ref}; {v1.ref} is {mark.version(v1.ref).status} again"
-        )
-
-        _step("mark rolls back to version 1")
-        back = mark.rollback("credit", to=v1.ref)
-        click.echo(
-            f"    deployment credit serves {back.model_ref}; {v2.ref} is {mark.version(v2.ref).status}"
-        )
-
-        _step("Tampering with a stored artifact is caught before anything is loaded")
-        stored = Path(mark.version(v2.ref).artifact_uri) / "model.joblib"
+        mark.approve(v1.ref, findings=(
+            f"Holdout AUC {m['roc_auc']:.3f} meets the 0.70 template minimum; no adverse-impact "
+            "flags; documentation complete; protected attributes excluded from inputs."))
+        _say("someone edits the stored model file after approval ...")
+        stored = next(p for p in Path(mark.version(v1.ref).artifact_uri).rglob("*")
+                      if p.is_file() and p.name != "MODEL.json")
         original = stored.read_bytes()
         stored.write_bytes(original + b"tampered")
-        _refused(lambda: mark.deploy(v2.ref, name="credit"))
+        _refused(lambda: mark.deploy(v1.ref, name="credit"))
         stored.write_bytes(original)
+        _say("... and once the file is restored, the deployment goes ahead")
+        deployment = mark.deploy(v1.ref, name="credit", size="small")
+        _say(f"{v1.ref} approved; deployment {deployment.name} serves {deployment.model_ref}")
+
+        _step("Why was an applicant declined? Adverse-action reasons (Regulation B)")
+        holdout_rows = mark.load_dataset(holdout.ref)
+        explanation = mark.explain(v1.ref, holdout_rows.head(40))
+        declined = [i for i, ok in enumerate(explanation.approved) if not ok]
+        if declined:
+            row = declined[0]
+            _say(f"applicant {row}: score {explanation.scores[row]:.3f} below the cutoff "
+                 f"{explanation.cutoff}; principal reasons:")
+            for reason in explanation.reasons[row]:
+                _say(f"  - {reason.reason}")
+
+        if challenger:
+            _step("A challenger: dana trains with AutoGluon (LightGBM, XGBoost, CatBoost, ...)")
+            run2 = dana.train(train.ref, TARGET, backend="autogluon", time_limit=30,
+                              template="credit_scoring", seed=7)
+            v2 = dana.register_model(run2, "credit-risk", reason_codes=reasons)
+            for section, fields in demo_compliance().items():
+                dana.compliance(v2.ref).set(section, fields)
+            v2_validation = mark.validate(v2.ref, dataset=holdout.ref)
+            _say(f"{v2.ref}: validation roc_auc {v2_validation.metrics['roc_auc']:.3f}")
+            mark.approve(v2.ref, findings="Challenger validated on the same holdout; approved "
+                                          "for a controlled switch.")
+            mark.deploy(v2.ref, name="credit")
+            _say(f"deployment credit serves {v2.ref}; {v1.ref} is "
+                 f"{mark.version(v1.ref).status} again")
+
+            _step("mark rolls back to version 1")
+            back = mark.rollback("credit", to=v1.ref)
+            _say(f"deployment credit serves {back.model_ref}; {v2.ref} is "
+                 f"{mark.version(v2.ref).status}")
 
         _step("cora, compliance officer, verifies the audit trail")
         result = cora.audit.verify()
-        click.echo(f"    {result}")
+        for chain in result.chains:
+            _say(str(chain))
         if not result.ok:
             raise RuntimeError("the demo's own audit chain failed to verify")
-        for event in cora.audit.log(object="credit-risk:1"):
-            click.echo(f"    #{event.seq:<3} {event.at:%H:%M:%S} {event.actor:<15} {event.action}")
+        for event in cora.audit.log(object=v1.ref):
+            _say(f"#{event.seq:<3} {event.at:%H:%M:%S} {event.actor:<15} {event.action}")
         click.echo("\nDemo complete: every step above is in the hash-chained audit trail.")
     finally:
         for ws in opened:

@@ -119,14 +119,27 @@ def stack(settings: Settings) -> Iterator[Stack]:
     result.close()
 
 
+def fit_credit_artifact(data: pd.DataFrame, directory: Path) -> Path:
+    """A small real credit model (logistic regression, sex and age left out) saved as an
+    artifact directory: quicker than AutoML where a test only needs some real model."""
+    from sklearn.linear_model import LogisticRegression
+
+    from nexml_ext.ml.artifact import save_sklearn
+    from nexml_ext.ml.data import schema_of
+    from nexml_ext.ml.preprocess import PreprocessSpec, build_pipeline
+
+    features = data.drop(columns=["risk", "sex", "age"])
+    pipeline = build_pipeline(PreprocessSpec(), features, LogisticRegression(max_iter=1000),
+                              problem_type="binary")
+    pipeline.fit(features, data["risk"])
+    return save_sklearn(pipeline, directory, problem_type="binary", target="risk",
+                        input_schema=schema_of(features), classes=list(pipeline.classes_))
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, german) -> Path:
-    """A small real scikit-learn credit model saved as an artifact directory (trained once)."""
-    from nexml_ext.demo import train_credit_model
-
-    directory = tmp_path_factory.mktemp("artifact") / "credit"
-    train_credit_model(german, directory)
-    return directory
+    """A real scikit-learn credit model saved as an artifact directory (fitted once)."""
+    return fit_credit_artifact(german, tmp_path_factory.mktemp("artifact") / "credit")
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """Performance of a model on labelled data: classification, regression and clustering reports.
 
 Point estimates come from scikit-learn and scipy. Bootstrap confidence intervals are percentile
-intervals over ``n`` resamples drawn with replacement; the headline metrics are computed for all
-resamples at once, by turning each resample into a row of counts (how often each observation was
-drawn) and using the weighted form of the metric. A resample in which a metric is undefined (e.g.
-AUC when the resample holds one class) is left out of that metric's interval; ``valid`` says how
-many resamples were used.
+intervals over ``n`` resamples drawn with replacement (``bootstrap.py``); the headline metrics are
+computed for all resamples at once from their weighted forms. A resample in which a metric is
+undefined (e.g. AUC when the resample holds one class) is left out of that metric's interval;
+``valid`` says how many resamples were used.
 
 Every result is a dataclass whose ``to_dict()`` is plain JSON (NaN becomes ``None``).
 """
@@ -13,7 +12,7 @@ Every result is a dataclass whose ``to_dict()`` is plain JSON (NaN becomes ``Non
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,191 +22,38 @@ from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
 from ..errors import InvalidInput
+from .bootstrap import (
+    ConfidenceInterval,
+    binary_weighted,
+    bootstrap_ci,
+    bootstrap_intervals,
+    common_length,
+    multiclass_weighted,
+    regression_weighted,
+)
+from .json_values import jsonable
+
+__all__ = [
+    "CALIBRATION_BINS",
+    "RESIDUAL_QUANTILES",
+    "ClassificationReport",
+    "ClusteringReport",
+    "ConfidenceInterval",
+    "RegressionReport",
+    "binary_metrics",
+    "bootstrap_ci",
+    "by_segment",
+    "calibration_table",
+    "classification_report",
+    "clustering_report",
+    "evaluate",
+    "jsonable",
+    "regression_metrics",
+    "regression_report",
+]
 
 CALIBRATION_BINS = 10
 RESIDUAL_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-_CHUNK_CELLS = 2_000_000  # resamples × rows held in memory at once
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars made Python, tuples made lists, NaN/inf made ``None``."""
-    if isinstance(value, dict):
-        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-# --------------------------------------------------------------------------- bootstrap
-
-
-@dataclass(frozen=True)
-class ConfidenceInterval:
-    """A percentile bootstrap interval around a point estimate."""
-
-    estimate: float
-    low: float
-    high: float
-    level: float
-    resamples: int
-    valid: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(self.__dict__)
-
-
-def _resamples(rows: int, n: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Row indices of ``n`` resamples with replacement, in chunks of shape (k, rows)."""
-    per_chunk = max(1, _CHUNK_CELLS // rows)
-    done = 0
-    while done < n:
-        k = min(per_chunk, n - done)
-        yield rng.integers(0, rows, size=(k, rows))
-        done += k
-
-
-def _counts(indices: np.ndarray, rows: int) -> np.ndarray:
-    """How often each row is drawn in each resample: (k, rows) indices -> (k, rows) counts."""
-    k = indices.shape[0]
-    offsets = (np.arange(k) * rows)[:, None]
-    flat = np.bincount((indices + offsets).ravel(), minlength=k * rows)
-    return flat.reshape(k, rows).astype(float)
-
-
-def _percentile(estimate: float, stats: np.ndarray, n: int, alpha: float) -> ConfidenceInterval:
-    finite = stats[np.isfinite(stats)]
-    if finite.size:
-        low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    else:
-        low = high = math.nan
-    return ConfidenceInterval(float(estimate), float(low), float(high), 1 - alpha, n, finite.size)
-
-
-def bootstrap_ci(
-    metric_fn: Callable[..., Any],
-    *arrays: Any,
-    n: int = 200,
-    seed: int = 0,
-    alpha: float = 0.05,
-    vectorized: bool = False,
-) -> ConfidenceInterval:
-    """Percentile bootstrap interval of ``metric_fn(*arrays)``, resampling rows with replacement.
-
-    With ``vectorized=False`` the metric is called as ``metric_fn(*resampled_arrays) -> float``
-    once per resample (a ``ValueError`` from it counts as undefined). With ``vectorized=True``
-    it is called as ``metric_fn(counts, *arrays) -> array(k)``, where ``counts`` (k × rows) says
-    how often each row was drawn; ``metric_fn(ones((1, rows)), *arrays)`` is the estimate. Both
-    forms see the same resamples for the same ``seed``, so they give the same interval.
-    Raises InvalidInput on empty or unequal-length arrays, ``n < 1`` or ``alpha`` outside (0, 1).
-    """
-    rows = _common_length(*arrays)
-    if n < 1:
-        raise InvalidInput(f"bootstrap needs at least one resample, got n={n}")
-    if not 0 < alpha < 1:
-        raise InvalidInput(f"bootstrap alpha must be in (0, 1), got {alpha}")
-    arrays = tuple(np.asarray(a) for a in arrays)
-    rng = np.random.default_rng(seed)
-    chunks: list[np.ndarray] = []
-    if vectorized:
-        estimate = float(np.asarray(metric_fn(np.ones((1, rows)), *arrays))[0])
-        for idx in _resamples(rows, n, rng):
-            chunks.append(np.asarray(metric_fn(_counts(idx, rows), *arrays), dtype=float))
-    else:
-        estimate = float(metric_fn(*arrays))
-        for idx in _resamples(rows, n, rng):
-            chunks.append(
-                np.array([_undefined_as_nan(metric_fn, *(a[i] for a in arrays)) for i in idx])
-            )
-    return _percentile(estimate, np.concatenate(chunks), n, alpha)
-
-
-def _undefined_as_nan(metric_fn: Callable[..., Any], *arrays: np.ndarray) -> float:
-    try:
-        return float(metric_fn(*arrays))
-    except ValueError:
-        return math.nan
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def _binary_weighted(w: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """Binary metrics for each row of resample counts ``w`` (k × rows), all at once."""
-    rows = y.size
-    order = np.argsort(p, kind="stable")
-    ps = p[order]
-    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # one group per distinct score
-    pos = np.add.reduceat(w[:, order] * y[order], starts, axis=1)
-    neg = np.add.reduceat(w[:, order] * (1 - y[order]), starts, axis=1)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    below_neg = np.cumsum(neg, axis=1) - neg
-    auc = _ratio((pos * (below_neg + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
-    gap = np.abs(
-        _ratio(np.cumsum(pos, axis=1), n_pos[:, None])
-        - _ratio(np.cumsum(neg, axis=1), n_neg[:, None])
-    )
-    ks = np.where((n_pos > 0) & (n_neg > 0), np.nanmax(np.nan_to_num(gap), axis=1), np.nan)
-    eps = np.finfo(float).eps
-    q = np.clip(p, eps, 1 - eps)
-    pred = (p >= threshold).astype(float)
-    tp, predicted = w @ (pred * y), w @ pred
-    return {
-        "accuracy": w @ (pred == y) / rows,
-        "roc_auc": auc,
-        "gini": 2 * auc - 1,
-        "ks": ks,
-        "log_loss": w @ -(y * np.log(q) + (1 - y) * np.log(1 - q)) / rows,
-        "brier": w @ (p - y) ** 2 / rows,
-        "precision": _ratio(tp, predicted),
-        "recall": _ratio(tp, n_pos),
-        "f1": _ratio(2 * tp, predicted + n_pos),
-    }
-
-
-def _multiclass_weighted(w: np.ndarray, y_idx: np.ndarray, proba: np.ndarray) -> dict:
-    rows = y_idx.size
-    picked = np.clip(proba[np.arange(rows), y_idx], np.finfo(float).eps, 1)
-    return {
-        "accuracy": w @ (proba.argmax(axis=1) == y_idx) / rows,
-        "log_loss": w @ -np.log(picked) / rows,
-    }
-
-
-def _regression_weighted(w: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict:
-    rows = y.size
-    r = y - pred
-    yc = y - y.mean()  # centring keeps the sum of squares numerically stable
-    ss_res = w @ r**2
-    ss_tot = w @ yc**2 - (w @ yc) ** 2 / rows
-    return {
-        "rmse": np.sqrt(ss_res / rows),
-        "mae": w @ np.abs(r) / rows,
-        "r2": 1 - _ratio(ss_res, ss_tot),
-    }
-
-
-def _intervals(
-    weighted: Callable[[np.ndarray], dict],
-    point: dict[str, float],
-    rows: int,
-    n: int,
-    seed: int,
-    alpha: float,
-) -> dict[str, ConfidenceInterval]:
-    if n <= 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    chunks = [weighted(_counts(idx, rows)) for idx in _resamples(rows, n, rng)]
-    return {
-        name: _percentile(point[name], np.concatenate([c[name] for c in chunks]), n, alpha)
-        for name in chunks[0]
-    }
 
 
 # --------------------------------------------------------------------------- segments
@@ -224,7 +70,7 @@ def by_segment(
     ``"missing"``. Keys are the segment values as strings, in sorted order.
     Raises InvalidInput when the lengths differ or the arrays are empty.
     """
-    _common_length(segments, *arrays)
+    common_length(segments, *arrays)
     keys = pd.Series(np.asarray(segments, dtype=object)).map(
         lambda v: "missing" if pd.isna(v) else str(v)
     )
@@ -372,7 +218,7 @@ def classification_report(
     """
     y = np.asarray(y_true)
     p = np.asarray(scores_or_proba, dtype=float)
-    rows = _common_length(y, p, *([] if segments is None else [segments]))
+    rows = common_length(y, p, *([] if segments is None else [segments]))
     if p.ndim not in (1, 2) or not np.isfinite(p).all():
         raise InvalidInput("cannot evaluate: scores must be a finite vector or probability matrix")
     if (p < 0).any() or (p > 1).any():
@@ -410,8 +256,8 @@ def _binary_report(y, p, labels, positive, threshold, n_bootstrap, seed, alpha, 
     pred = (p >= threshold).astype(int)
     confusion = skm.confusion_matrix(y01, pred, labels=[0, 1]).tolist()
     yf = y01.astype(float)
-    intervals = _intervals(
-        lambda w: _binary_weighted(w, yf, p, threshold), metrics, y.size, n_bootstrap, seed, alpha
+    intervals = bootstrap_intervals(
+        lambda w: binary_weighted(w, yf, p, threshold), metrics, y.size, n_bootstrap, seed, alpha
     )
     segs = {}
     if segments is not None:
@@ -457,8 +303,8 @@ def _multiclass_report(y, p, labels, rows, n_bootstrap, seed, alpha, segments):
     y_idx = np.array([position[v] for v in y.tolist()])
     metrics = _multiclass_metrics(y_idx, p)
     confusion = skm.confusion_matrix(y_idx, p.argmax(axis=1), labels=range(len(labels)))
-    intervals = _intervals(
-        lambda w: _multiclass_weighted(w, y_idx, p), metrics, rows, n_bootstrap, seed, alpha
+    intervals = bootstrap_intervals(
+        lambda w: multiclass_weighted(w, y_idx, p), metrics, rows, n_bootstrap, seed, alpha
     )
     segs = {} if segments is None else by_segment(segments, _multiclass_metrics, y_idx, p)
     return ClassificationReport(
@@ -519,7 +365,7 @@ def regression_report(
     RMSE, MAE and R², and the metrics by segment. Raises InvalidInput on empty,
     unequal-length or non-finite input.
     """
-    _common_length(y_true, y_pred, *([] if segments is None else [segments]))
+    common_length(y_true, y_pred, *([] if segments is None else [segments]))
     try:
         y = np.asarray(y_true, dtype=float)
         pred = np.asarray(y_pred, dtype=float)
@@ -529,8 +375,8 @@ def regression_report(
         raise InvalidInput("cannot evaluate regression: values must be finite")
     metrics = regression_metrics(y, pred)
     quantiles = np.quantile(y - pred, RESIDUAL_QUANTILES)
-    intervals = _intervals(
-        lambda w: _regression_weighted(w, y, pred), metrics, y.size, n_bootstrap, seed, alpha
+    intervals = bootstrap_intervals(
+        lambda w: regression_weighted(w, y, pred), metrics, y.size, n_bootstrap, seed, alpha
     )
     segs = {} if segments is None else by_segment(segments, regression_metrics, y, pred)
     return RegressionReport(
@@ -568,7 +414,7 @@ def clustering_report(
     Raises InvalidInput on empty or unequal-length input or fewer than 2 / as many clusters
     as rows.
     """
-    rows = _common_length(X, labels)
+    rows = common_length(X, labels)
     x = np.asarray(X, dtype=float)
     lab = np.asarray(labels)
     found = pd.Series(lab).value_counts().sort_index()
@@ -612,13 +458,3 @@ def evaluate(model: Any, data: pd.DataFrame, target: str, problem_type: str) -> 
     if problem_type == "regression":
         return regression_report(y, model.predict(x)).flat()
     raise InvalidInput(f"cannot evaluate problem type {problem_type!r}")
-
-
-def _common_length(*arrays: Any) -> int:
-    lengths = {len(a) for a in arrays}
-    if len(lengths) > 1:
-        raise InvalidInput(f"cannot evaluate: inputs differ in length {sorted(lengths)}")
-    rows = lengths.pop() if lengths else 0
-    if rows == 0:
-        raise InvalidInput("cannot evaluate: no rows")
-    return rows

@@ -326,6 +326,7 @@ class ModelsMixin(WorkspaceCore):
             row.run_by,
             row.requested_by,
             row.created_at,
+            row.details,
         )
 
     def _dataset_lineage(self, s, ref: str) -> dict[str, Any]:

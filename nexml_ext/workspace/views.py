@@ -141,6 +141,7 @@ class Validation:
     run_by: str
     requested_by: str | None
     created_at: datetime
+    details: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from nexml_ext.demo import demo_compliance, split
+from nexml_ext.demo import demo_compliance
+from nexml_ext.ml.data import split
 from nexml_ext.workspace import Workspace
 
 _names = itertools.count(1)
@@ -54,7 +55,7 @@ class World:
 
 @pytest.fixture
 def world(stack, fresh_artifact, german) -> World:
-    train, holdout = split(german)
+    train, holdout = split(german, "risk", test_size=0.25, seed=7)
     t = stack.dana.register_dataset(train, "credit-train", split="train")
     h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
     return World(stack, fresh_artifact, t.ref, h.ref)

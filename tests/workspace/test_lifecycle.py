@@ -315,13 +315,13 @@ def test_tier_policy_configuration(world):
 
 
 def test_failed_threshold_marks_the_validation_failed(world, german, tmp_path):
-    from nexml_ext.demo import train_credit_model
+    from tests.conftest import fit_credit_artifact
 
     s = world.stack
     shuffled = german.copy()
     shuffled["risk"] = shuffled["risk"].sample(frac=1, random_state=1).to_numpy()
     weak = s.dana.register_model(
-        train_credit_model(shuffled, tmp_path / "weak"), "weak", template="credit_scoring"
+        fit_credit_artifact(shuffled, tmp_path / "weak"), "weak", template="credit_scoring"
     )
     validation = s.mark.validate(weak.ref, dataset=world.holdout)
     assert validation.status == "failed"
