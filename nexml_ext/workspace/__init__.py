@@ -30,6 +30,7 @@ from .core import EVENTS_CHAIN, PLATFORM_USER
 from .datasets import DatasetsMixin
 from .decisions import DecisionsMixin
 from .identity import IdentityMixin, issue_token
+from .jobs import JobsMixin
 from .models import ModelsMixin
 from .training import TrainingMixin
 
@@ -44,6 +45,7 @@ class Workspace(
     ComplianceMixin,
     DecisionsMixin,
     AnalysisMixin,
+    JobsMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 

@@ -193,3 +193,34 @@ class Event:
             row.data,
             row.hash,
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    status: str
+    progress: float
+    message: str
+    params: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] = field(repr=False, default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def of(cls, row: t.Job) -> Job:
+        return cls(
+            row.id,
+            row.kind,
+            row.status,
+            row.progress,
+            row.message,
+            row.params,
+            row.created_by,
+            row.created_at,
+            row.finished_at,
+            row.result,
+            row.error,
+        )
