@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from ..ml.artifact import LoadedModel
     from ..ml.automl import TrainingRun
 
-# Verified, loaded models by manifest hash (AutoGluon predictors take seconds to load).
-_LOADED: dict[str, LoadedModel] = {}
+# Verified, loaded models by manifest hash, most recently used last (AutoGluon predictors take
+# seconds to load); bounded so a long-lived notebook or server does not keep every version.
+_LOADED: OrderedDict[str, LoadedModel] = OrderedDict()
+_CACHE_SIZE = 8
 _CACHE_LOCK = threading.Lock()
 
 
@@ -52,8 +55,14 @@ class ModelsMixin(WorkspaceCore):
         self._authorize("model.register", f"model {model}")
         check_name("model", model)
         if not isinstance(artifact, str | Path):
-            return self._register_run(artifact, model, template=template, datasets=datasets,
-                                      params=params, reason_codes=reason_codes)
+            return self._register_run(
+                artifact,
+                model,
+                template=template,
+                datasets=datasets,
+                params=params,
+                reason_codes=reason_codes,
+            )
         return self._register_directory(Path(artifact), model, template, datasets, params, {})
 
     def _register_directory(
@@ -256,13 +265,18 @@ class ModelsMixin(WorkspaceCore):
         frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
         chosen = policy.template(template) if template else None
         result = run_validation(
-            loaded, frame, baseline_profile=baseline,
+            loaded,
+            frame,
+            baseline_profile=baseline,
             protected=list(chosen.protected_attributes) if chosen else [],
             thresholds=dict(chosen.thresholds) if chosen else {},
         )
         platform = self._as_platform()
         return platform.record_validation(  # type: ignore[attr-defined]
-            ref, artifact_sha256=sha, metrics=result.metrics, dataset=dataset,
+            ref,
+            artifact_sha256=sha,
+            metrics=result.metrics,
+            dataset=dataset,
             status="failed" if result.breaches else "passed",
             details={**result.details, "breaches": result.breaches},
             requested_by=self.principal.name,
@@ -280,11 +294,15 @@ class ModelsMixin(WorkspaceCore):
             uri, sha = version.artifact_uri, version.artifact_sha256
         with _CACHE_LOCK:
             cached = _LOADED.get(sha)
-        if cached is None:
-            cached = load_verified(self._store, uri, sha)
-            with _CACHE_LOCK:
-                _LOADED[sha] = cached
-        return cached
+            if cached is not None:
+                _LOADED.move_to_end(sha)
+                return cached
+        loaded = load_verified(self._store, uri, sha)
+        with _CACHE_LOCK:
+            _LOADED[sha] = loaded
+            while len(_LOADED) > _CACHE_SIZE:
+                _LOADED.popitem(last=False)
+        return loaded
 
     def _baseline_profile(self, s, version: t.ModelVersion) -> dict[str, Any] | None:
         """The drift baseline: the profile of the first dataset version the model learned from."""
@@ -294,8 +312,9 @@ class ModelsMixin(WorkspaceCore):
         row = s.get(t.DatasetVersion, datasets[0]["id"])
         return row.profile if row is not None and row.profile else None
 
-    def _register_run(self, run: TrainingRun, model: str, *, template, datasets, params,
-                      reason_codes) -> views.ModelVersion:
+    def _register_run(
+        self, run: TrainingRun, model: str, *, template, datasets, params, reason_codes
+    ) -> views.ModelVersion:
         registry = getattr(run, "registry", None) or {}
         if not datasets and not registry.get("dataset"):
             raise InvalidInput(
@@ -304,11 +323,17 @@ class ModelsMixin(WorkspaceCore):
             )
         with tempfile.TemporaryDirectory(prefix="nexml-register-") as tmp:
             directory = run.save(Path(tmp) / "artifact", reason_codes=reason_codes)
-            lineage = {"training": {"job": registry.get("job"), **run.lineage()},
-                       "protected_inputs": self._protected_inputs(run)}  # type: ignore[attr-defined]
+            lineage = {
+                "training": {"job": registry.get("job"), **run.lineage()},
+                "protected_inputs": self._protected_inputs(run),
+            }  # type: ignore[attr-defined]
             return self._register_directory(
-                directory, model, template or registry.get("template"),
-                datasets or [registry["dataset"]], params, lineage,
+                directory,
+                model,
+                template or registry.get("template"),
+                datasets or [registry["dataset"]],
+                params,
+                lineage,
             )
 
     def _validation_view(self, s, ref: str, row: t.Validation) -> views.Validation:

@@ -95,9 +95,8 @@ class TrainingMixin(WorkspaceCore):
     def _protected_inputs(self, run: TrainingRun) -> list[dict[str, Any]]:
         """The compliance-record entries for protected attributes a run uses as inputs."""
         used = run.lineage().get("protected_inputs") or {}
-        attributes = used.get("attributes") or used.get("allowed") or []
         return [
-            {"attribute": a, "justification": used.get("justification", ""),
+            {"attribute": a, "justification": used.get("justification") or "",
              "by": self.principal.name}
-            for a in attributes
+            for a in used.get("attributes") or []
         ]
