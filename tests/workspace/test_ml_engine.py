@@ -139,3 +139,21 @@ def test_bad_training_input_is_named(stack, german):
     full = stack.dana.register_dataset(german, "g")
     with pytest.raises(InvalidInput, match="nope"):
         stack.dana.train(full.ref, "nope", time_limit=5, progress=False)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_bad_scoring_input_names_every_field(world, german):
+    s = world.stack
+    version = world.staged(s.dana)
+    rows = german.head(5).drop(columns=["duration"])
+    rows["credit_amount"] = "a lot"
+    rows.loc[rows.index[0], "housing"] = "castle"
+    before = len(s.dana.jobs())
+    with pytest.raises(InvalidInput) as err:
+        s.dana.explain(version.ref, rows)
+    message = str(err.value)
+    for fragment in ("duration", "credit_amount", "housing", "castle"):
+        assert fragment in message, message
+    assert len(s.dana.jobs()) == before  # nothing recorded for a refused call
+    with pytest.raises(InvalidInput, match="no rows"):
+        s.dana.drift(version.ref, german.head(0))

@@ -1,0 +1,1 @@
+"""Jupyter surfaces of nexml-ext: IPython magics and ipywidgets, thin over the Workspace."""
