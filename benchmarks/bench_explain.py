@@ -35,10 +35,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from nexml_ext.demo import german_credit
 from nexml_ext.ml.artifact import load, save_sklearn
 from nexml_ext.ml.data import schema_of
 from nexml_ext.ml.explain import explain_local, load_reason_table, reason_baseline, reason_codes
+from nexml_ext.sample_data import german_credit
 
 FEATURES = ["job", "housing", "saving_accounts", "checking_account", "credit_amount", "duration",
             "purpose"]

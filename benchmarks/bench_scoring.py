@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nexml_ext.demo import german_credit
 from nexml_ext.ml import artifact
 from nexml_ext.ml.data import schema_of
+from nexml_ext.sample_data import german_credit
 from nexml_ext.store.artifacts import ArtifactStore
 
 TARGET = "risk"

@@ -20,6 +20,7 @@ import yaml
 
 from .config import Settings
 from .errors import NexmlError
+from .sample_data import german_credit_path
 
 TARGET = "risk"
 
@@ -71,7 +72,7 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
         dana, mark, cora = people["dana"], people["mark"], people["cora"]
 
         _step("dana ingests the German credit data and splits it 75/25 (stratified, seed 7)")
-        with resources.as_file(resources.files("nexml_ext.data") / "german_credit.csv") as csv:
+        with german_credit_path() as csv:
             full = dana.ingest(csv, "german-credit")
         train, holdout = dana.split(full.ref, TARGET, test_size=0.25, seed=7)
         for dv in (full, train, holdout):

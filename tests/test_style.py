@@ -17,3 +17,12 @@ def test_ruff_clean():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_benchmarks_still_start():
+    """Benchmarks are not run in CI (they are timed), but they must not rot: each one parses
+    its arguments, which imports everything it uses."""
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        result = subprocess.run([sys.executable, str(script), "--help"], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr[-2000:]}"
