@@ -79,6 +79,8 @@ class DatasetsMixin(WorkspaceCore):
             existing = self._find_dataset_version(s, name, digest)
             if existing is not None:
                 return views.DatasetVersion.of(existing)
+        # The costly parts happen before the write transaction, which then only inserts.
+        schema, baseline = mldata.schema_of(frame), profile(frame)
         uri, data_sha = self._store.put_bytes(
             mldata.to_parquet_bytes(frame),
             f"datasets/{name}/{digest}-{t.utcnow():%Y%m%d%H%M%S%f}.parquet",
@@ -103,9 +105,9 @@ class DatasetsMixin(WorkspaceCore):
                 version=number,
                 content_sha256=digest,
                 row_count=len(frame),
-                schema=mldata.schema_of(frame),
+                schema=schema,
                 source=origin,
-                profile=profile(frame),
+                profile=baseline,
                 data_uri=uri,
                 data_sha256=data_sha,
                 parent_id=parent_id,
