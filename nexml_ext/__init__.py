@@ -56,3 +56,10 @@ def connect(
 
     settings = Settings.from_env(home=home, database_url=database_url, artifact_root=artifact_root)
     return Workspace.open(settings, token)
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nexml_ext``: register the ``%nexml`` magics."""
+    from .jupyter import load_ipython_extension as load
+
+    load(ipython)

@@ -25,6 +25,11 @@ class User:
     def of(cls, row: t.User) -> User:
         return cls(row.name, row.role, row.disabled, row.created_at, row.created_by)
 
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import user_html
+
+        return user_html(self)
+
 
 @dataclass(frozen=True)
 class TokenInfo:
@@ -38,6 +43,11 @@ class TokenInfo:
     @classmethod
     def of(cls, row: t.Token) -> TokenInfo:
         return cls(row.id, row.user.name, row.label, row.created_at, row.expires_at, row.revoked_at)
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import token_html
+
+        return token_html(self)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,11 @@ class DatasetVersion:
             row.id,
             row.profile,
         )
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import dataset_version_html
+
+        return dataset_version_html(self)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,11 @@ class ModelVersion:
             row.id,
         )
 
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import model_version_html
+
+        return model_version_html(self)
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -128,6 +148,11 @@ class ModelSummary:
     latest: int
     latest_status: str
     deployed: tuple[str, ...]
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import model_summary_html
+
+        return model_summary_html(self)
 
 
 @dataclass(frozen=True)
@@ -142,6 +167,11 @@ class Validation:
     requested_by: str | None
     created_at: datetime
     details: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import validation_html
+
+        return validation_html(self)
 
 
 @dataclass(frozen=True)
@@ -159,6 +189,11 @@ class Approval:
             ref, row.decision, row.findings, row.approver, row.artifact_sha256, row.created_at
         )
 
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import approval_html
+
+        return approval_html(self)
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -168,6 +203,11 @@ class Deployment:
     status: str
     created_by: str
     updated_at: datetime
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import deployment_html
+
+        return deployment_html(self)
 
 
 @dataclass(frozen=True)
@@ -193,6 +233,11 @@ class Event:
             row.data,
             row.hash,
         )
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import event_html
+
+        return event_html(self)
 
 
 @dataclass(frozen=True)
@@ -224,3 +269,8 @@ class Job:
             row.result,
             row.error,
         )
+
+    def _repr_html_(self) -> str:
+        from ..jupyter.display import job_html
+
+        return job_html(self)
