@@ -71,15 +71,25 @@ def run_validation(
         cutoff = cutoff_of(model)
         if model.problem_type == "binary":
             scores = model.score(data)
-            report = classification_report(y, scores, classes=model.classes,
-                                            positive=model.classes[1], threshold=cutoff,
-                                            n_bootstrap=n_bootstrap, seed=seed)
-            details["fairness"] = _fairness(model, data, y, scores, cutoff, protected,
-                                            thresholds, breaches)
+            report = classification_report(
+                y,
+                scores,
+                classes=model.classes,
+                positive=model.classes[1],
+                threshold=cutoff,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+            details["fairness"] = _fairness(model, data, scores, protected, thresholds, breaches)
             details["score_profile"] = profile(pd.DataFrame({"score": scores}))
         else:
-            report = classification_report(y, model.predict_proba(data), classes=model.classes,
-                                            n_bootstrap=n_bootstrap, seed=seed)
+            report = classification_report(
+                y,
+                model.predict_proba(data),
+                classes=model.classes,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
         details["cutoff"] = cutoff
     elif model.problem_type == "regression":
         report = regression_report(y, model.predict(data), n_bootstrap=n_bootstrap, seed=seed)
@@ -98,18 +108,54 @@ def run_validation(
     return ValidationResult(metrics, details, breaches)
 
 
-def _fairness(model, data, y, scores, cutoff, protected, thresholds, breaches) -> dict | None:
+def fairness_of(
+    model: Any,
+    data: pd.DataFrame,
+    protected: Sequence[str],
+    thresholds: dict[str, float],
+    scores: Any = None,
+) -> Any:
+    """The fairness report of a binary model's decisions on labelled ``data``, or None when no
+    protected column is present. Favourable = scored at or above the cutoff."""
     from .fairness import fairness_report
 
     present = [c for c in protected if c in data.columns]
     if not present:
         return None
-    favourable = model.classes[1]
-    report = fairness_report(
-        np.asarray(y) == favourable, (np.asarray(scores) >= cutoff).astype(int), scores,
-        data[present].reset_index(drop=True), favourable=1, favourable_outcome=True,
+    if model.target not in data.columns:
+        raise InvalidInput(f"cannot test fairness: the data has no target column {model.target!r}")
+    scores = model.score(data) if scores is None else scores
+    return fairness_report(
+        data[model.target].to_numpy() == model.classes[1],
+        (np.asarray(scores) >= cutoff_of(model)).astype(int),
+        scores,
+        data[present].reset_index(drop=True),
+        favourable=1,
+        favourable_outcome=True,
         air_threshold=float(thresholds.get("adverse_impact_ratio_min", 0.8)),
     )
+
+
+def drift_of(
+    model: Any, data: pd.DataFrame, baseline: dict[str, Any], thresholds: dict[str, float]
+) -> Any:
+    """Drift of the model's input columns in ``data`` against the training ``baseline`` profile."""
+    from .drift import drift_report
+
+    columns = [c for c in model.input_columns if c in baseline.get("columns", {})]
+    return drift_report(
+        baseline,
+        data[columns],
+        columns=columns,
+        psi_warn=float(thresholds.get("psi_warning", 0.10)),
+        psi_alert=float(thresholds.get("psi_alert", 0.25)),
+    )
+
+
+def _fairness(model, data, scores, protected, thresholds, breaches) -> dict | None:
+    report = fairness_of(model, data, protected, thresholds, scores)
+    if report is None:
+        return None
     for attribute, groups in report.flagged.items():
         breaches.append(
             f"adverse impact on {attribute}: {', '.join(groups)} below the "
@@ -119,16 +165,7 @@ def _fairness(model, data, y, scores, cutoff, protected, thresholds, breaches) -
 
 
 def _drift(model, data, baseline, thresholds, breaches) -> dict:
-    from .drift import drift_report
-
-    columns = [c for c in model.input_columns if c in baseline.get("columns", {})
-               and c in data.columns]
-    report = drift_report(
-        baseline, data[columns], columns=columns,
-        psi_warn=float(thresholds.get("psi_warning", 0.10)),
-        psi_alert=float(thresholds.get("psi_alert", 0.25)),
-    )
-    result = report.to_dict()
+    result = drift_of(model, data, baseline, thresholds).to_dict()
     alerts = [c for c, r in result.get("columns", {}).items() if r.get("status") == "alert"]
     if alerts:
         breaches.append(f"population drift (PSI alert) in {', '.join(alerts)}")

@@ -74,47 +74,55 @@ class AnalysisMixin(WorkspaceCore):
         local = explain_local(model, frame, background=pool)
         baseline = reason_baseline(model, pool, cutoff)
         reasons = reason_codes(
-            model, frame, baseline=baseline, cutoff=cutoff,
-            protected=self._protected_of(version), max_reasons=max_reasons,
+            model,
+            frame,
+            baseline=baseline,
+            cutoff=cutoff,
+            protected=self._protected_of(version),
+            max_reasons=max_reasons,
         )
         scores = model.score(frame)
-        result = Explanation(ref, local.values, local.base_values, scores, scores >= cutoff,
-                             cutoff, reasons, local.method)
-        self._record_analysis("explain", ref, data, {
-            "rows": len(frame), "denied": int((~result.approved).sum()), "cutoff": cutoff,
-            "method": local.method,
-            "reasons": [[r.feature for r in row] for row in reasons],
-        })
+        result = Explanation(
+            ref,
+            local.values,
+            local.base_values,
+            scores,
+            scores >= cutoff,
+            cutoff,
+            reasons,
+            local.method,
+        )
+        self._record_analysis(
+            "explain",
+            ref,
+            data,
+            {
+                "rows": len(frame),
+                "denied": int((~result.approved).sum()),
+                "cutoff": cutoff,
+                "method": local.method,
+                "reasons": [[r.feature for r in row] for row in reasons],
+            },
+        )
         return result
 
     def fairness(self, ref: str, dataset: str) -> Any:
         """Fairness of ``ref``'s decisions on a labelled dataset version, per protected group."""
-        from ..ml.fairness import fairness_report
-        from ..ml.validation import cutoff_of
+        from ..ml.validation import fairness_of
 
         frame, version, model = self._analysis_inputs(ref, dataset)
         template = self._template_of(version)
-        thresholds = dict(template.thresholds) if template else {}
-        scores = model.score(frame)
-
-        present = [c for c in self._protected_of(version) if c in frame.columns]
-        if not present:
-            raise InvalidInput(f"cannot test fairness of {ref}: {dataset} has no protected columns")
-        if model.target not in frame.columns:
-            raise InvalidInput(f"cannot test fairness of {ref}: {dataset} has no target column")
-        cutoff = cutoff_of(model)
-        report = fairness_report(
-            frame[model.target].to_numpy() == model.classes[1], (scores >= cutoff).astype(int),
-            scores, frame[present].reset_index(drop=True), favourable=1,
-            favourable_outcome=True,
-            air_threshold=float(thresholds.get("adverse_impact_ratio_min", 0.8)),
+        report = fairness_of(
+            model, frame, self._protected_of(version), dict(template.thresholds) if template else {}
         )
+        if report is None:
+            raise InvalidInput(f"cannot test fairness of {ref}: {dataset} has no protected columns")
         self._record_analysis("fairness", ref, dataset, report.to_dict())
         return report
 
     def drift(self, ref: str, dataset: str | pd.DataFrame) -> Any:
         """Drift of ``dataset`` against the training data's stored profile (no raw data needed)."""
-        from ..ml.drift import drift_report
+        from ..ml.validation import drift_of
 
         frame, version, model = self._analysis_inputs(ref, dataset)
         with self._read() as s:
@@ -122,13 +130,7 @@ class AnalysisMixin(WorkspaceCore):
         if not baseline:
             raise InvalidInput(f"cannot check drift of {ref}: it has no training-data profile")
         template = self._template_of(version)
-        thresholds = dict(template.thresholds) if template else {}
-        columns = [c for c in model.input_columns if c in baseline["columns"]]
-        report = drift_report(
-            baseline, frame[columns], columns=columns,
-            psi_warn=float(thresholds.get("psi_warning", 0.10)),
-            psi_alert=float(thresholds.get("psi_alert", 0.25)),
-        )
+        report = drift_of(model, frame, baseline, dict(template.thresholds) if template else {})
         self._record_analysis("drift", ref, dataset, report.to_dict())
         return report
 
@@ -139,8 +141,7 @@ class AnalysisMixin(WorkspaceCore):
 
         with self._read() as s:
             row = self._version_row(s, ref)
-            version = {"author": row.author, "lineage": row.lineage,
-                       "template": row.model.template}
+            version = {"author": row.author, "lineage": row.lineage, "template": row.model.template}
         self._authorize("model.analyse", ref, owner=version["author"])
         frame = data if isinstance(data, pd.DataFrame) else self.load_dataset(data)  # type: ignore[attr-defined]
         if frame.empty:
@@ -168,9 +169,16 @@ class AnalysisMixin(WorkspaceCore):
     def _record_analysis(self, kind: str, ref: str, data: Any, result: dict[str, Any]) -> None:
         source = data if isinstance(data, str) else "dataframe"
         with self._write() as s:
-            job = t.Job(kind=kind, status="succeeded", progress=1.0, params={"ref": ref,
-                        "data": source}, result=result, created_by=self.principal.name,
-                        started_at=t.utcnow(), finished_at=t.utcnow())
+            job = t.Job(
+                kind=kind,
+                status="succeeded",
+                progress=1.0,
+                params={"ref": ref, "data": source},
+                result=result,
+                created_by=self.principal.name,
+                started_at=t.utcnow(),
+                finished_at=t.utcnow(),
+            )
             s.add(job)
             s.flush()
             self._event(s, f"model.{kind}", ref, job=job.id, data=source)
