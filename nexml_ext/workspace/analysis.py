@@ -158,13 +158,9 @@ class AnalysisMixin(WorkspaceCore):
         return policy.template(version["template"]) if version["template"] else None
 
     def _protected_of(self, version: dict[str, Any]) -> list[str]:
-        from .training import DEFAULT_PROTECTED
+        from .training import protected_columns
 
-        template = self._template_of(version)
-        training = (version["lineage"] or {}).get("training") or {}
-        named = list(training.get("protected") or [])
-        named += list(template.protected_attributes) if template else []
-        return list(dict.fromkeys(named + list(DEFAULT_PROTECTED)))
+        return protected_columns(version["lineage"], version["template"])
 
     def _record_analysis(self, kind: str, ref: str, data: Any, result: dict[str, Any]) -> None:
         source = data if isinstance(data, str) else "dataframe"

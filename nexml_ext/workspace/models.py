@@ -254,12 +254,14 @@ class ModelsMixin(WorkspaceCore):
         their own versions; managers for any.
         """
         from ..ml.validation import run_validation
+        from .training import protected_columns
 
         with self._read() as s:
             version = self._version_row(s, ref)
             author, sha = version.author, version.artifact_sha256
             template = s.get(t.Model, version.model_id).template
             baseline = self._baseline_profile(s, version)
+            protected = protected_columns(version.lineage, template)
         self._authorize("validation.request", ref, owner=author)
         loaded = self._load_model(ref)
         frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
@@ -268,7 +270,7 @@ class ModelsMixin(WorkspaceCore):
             loaded,
             frame,
             baseline_profile=baseline,
-            protected=list(chosen.protected_attributes) if chosen else [],
+            protected=protected,
             thresholds=dict(chosen.thresholds) if chosen else {},
         )
         platform = self._as_platform()

@@ -23,6 +23,15 @@ DEFAULT_PROTECTED = (
 )
 
 
+def protected_columns(lineage: dict[str, Any] | None, template: str | None) -> list[str]:
+    """Columns to treat as protected for a version: those its training run kept out, its
+    template's, and the common names above (fairness tests and reason codes use this)."""
+    training = (lineage or {}).get("training") or {}
+    named = list(training.get("protected") or [])
+    named += list(policy.template(template).protected_attributes) if template else []
+    return list(dict.fromkeys(named + list(DEFAULT_PROTECTED)))
+
+
 class TrainingMixin(WorkspaceCore):
     def train(
         self,
