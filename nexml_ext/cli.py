@@ -540,6 +540,113 @@ def audit_log(ws, since, until, actor, obj, action, limit, as_json) -> None:  # 
     )
 
 
+# --- routes --------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def route() -> None:
+    """Scoring routes: ordered rules over request fields, a default, canary and shadow."""
+
+
+def _route_lines(r) -> list[str]:  # type: ignore[no-untyped-def]
+    import yaml
+
+    head = f"route {r.name} (revision {r.revision}, created by {r.created_by})"
+    return [head, yaml.safe_dump(r.spec, sort_keys=False).rstrip()]
+
+
+@route.command("set")
+@click.argument("name")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@with_workspace
+def route_set(ws, name: str, file) -> None:  # type: ignore[no-untyped-def]
+    """Create or replace a route from a YAML FILE ('-': stdin); prints a new route's key once."""
+    r, key = ws.set_route(name, file.read())
+    click.echo(f"route {r.name} saved (revision {r.revision})")
+    if key:
+        click.echo("route key (shown once; callers send it with every request):")
+        click.echo(key)
+
+
+@route.command("list")
+@with_workspace
+def route_list(ws) -> None:  # type: ignore[no-untyped-def]
+    """Routes and where their traffic goes."""
+    _table(
+        [
+            {
+                "name": r.name,
+                "rules": len(r.rules),
+                "default": r.default,
+                "canary": f"{r.canary['to']} ({r.canary['share']:.0%})" if r.canary else None,
+                "shadow": r.shadow,
+                "revision": r.revision,
+            }
+            for r in ws.routes()
+        ],
+        ["name", "rules", "default", "canary", "shadow", "revision"],
+    )
+
+
+@route.command("show")
+@click.argument("name")
+@with_workspace
+def route_show(ws, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A route's full spec, as YAML."""
+    click.echo("\n".join(_route_lines(ws.route(name))))
+
+
+@route.command("rotate-key")
+@click.argument("name")
+@with_workspace
+def route_rotate_key(ws, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Replace a route's key (the old one stops working); prints the new key once."""
+    key = ws.rotate_route_key(name)
+    click.echo(f"new key for route {name} (shown once; the old key no longer works):")
+    click.echo(key)
+
+
+@audit.command("find")
+@click.option("--subject", help="Every decision about this subject (e.g. an applicant id).")
+@click.option("--request", help="The decision with this request id.")
+@click.option("--date", "day", help="Only this day (YYYY-MM-DD, UTC).")
+@click.option("--since", help="From this date (YYYY-MM-DD, UTC) or ISO date-time.")
+@click.option("--until", help="Up to this date (inclusive) or ISO date-time.")
+@click.option("--deployment", help="Only decisions served by this deployment.")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_workspace
+def audit_find(ws, subject, request, day, since, until, deployment, limit, as_json) -> None:  # type: ignore[no-untyped-def]
+    """Find recorded decisions: inputs, model version, output, reasons and chain proof.
+
+    Your look-up is itself recorded in the audit trail.
+    """
+    found = ws.find_decisions(
+        subject_id=subject, request_id=request, date=day, since=since, until=until,
+        deployment=deployment, limit=limit,
+    )
+    if as_json:
+        for d in found:
+            click.echo(json.dumps({**asdict(d), "chain": d.chain, "proof": d.proof},
+                                  default=str, sort_keys=True))
+        return
+    if not found:
+        click.echo("no recorded decisions match")
+    for d in found:
+        click.echo(f"{_when(d.at)}  request {d.request_id}  subject {d.subject_id or '-'}")
+        click.echo(f"  deployment {d.deployment}, model {d.model_ref}, "
+                   f"artifact {d.artifact_sha256[:16]}…")
+        click.echo(f"  inputs   {json.dumps(d.inputs, sort_keys=True)}")
+        click.echo(f"  output   {json.dumps(d.output, sort_keys=True)}")
+        for r in d.reasons:
+            click.echo(f"  reason   {r['reason']} ({r['feature']}, {r['contribution']:+.3f})")
+        if d.outcome is not None:
+            click.echo(f"  outcome  {json.dumps(d.outcome)} at {_when(d.outcome_at)}")
+        click.echo(f"  proof    {d.proof}")
+    if not all(d.link_verified for d in found):
+        sys.exit(9)
+
+
 # --- docs and demo -------------------------------------------------------------------------
 
 

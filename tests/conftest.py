@@ -120,17 +120,18 @@ def stack(settings: Settings) -> Iterator[Stack]:
 
 
 def fit_credit_artifact(data: pd.DataFrame, directory: Path) -> Path:
-    """A small real credit model (logistic regression, sex and age left out) saved as an
-    artifact directory: quicker than AutoML where a test only needs some real model."""
-    from sklearn.linear_model import LogisticRegression
+    """A small real credit model (a random forest, sex and age left out) saved as an artifact
+    directory: quicker than AutoML where a test only needs some real model, and a tree model so
+    explanations take the fast TreeSHAP path."""
+    from sklearn.ensemble import RandomForestClassifier
 
     from nexml_ext.ml.artifact import save_sklearn
     from nexml_ext.ml.data import schema_of
     from nexml_ext.ml.preprocess import PreprocessSpec, build_pipeline
 
     features = data.drop(columns=["risk", "sex", "age"])
-    pipeline = build_pipeline(PreprocessSpec(), features, LogisticRegression(max_iter=1000),
-                              problem_type="binary")
+    forest = RandomForestClassifier(n_estimators=60, max_depth=6, random_state=0, n_jobs=1)
+    pipeline = build_pipeline(PreprocessSpec(), features, forest, problem_type="binary")
     pipeline.fit(features, data["risk"])
     return save_sklearn(pipeline, directory, problem_type="binary", target="risk",
                         input_schema=schema_of(features), classes=list(pipeline.classes_))

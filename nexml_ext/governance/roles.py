@@ -5,8 +5,8 @@ case; ``nexml docs permissions`` renders the same table into ``docs/permissions.
 fails if the two differ, so the documentation cannot drift from the code.
 
 A cell is ``ALLOW`` (always), ``OWN`` (only on objects the principal authored) or absent (denied).
-Actions join the matrix together with the use case that checks them (routing, monitoring, reports
-and prediction look-ups arrive with the serving, monitoring and reporting layers).
+Actions join the matrix together with the use case that checks them (routing, monitoring and
+reports arrive with the serving, monitoring and reporting layers).
 Segregation of duties that depends on the object, not just the role (nobody approves their own
 version), lives in ``governance.lifecycle``.
 """
@@ -72,6 +72,10 @@ ACTIONS: tuple[Action, ...] = (
     _A("model.deploy", "deploy an approved version to a named deployment"),
     _A("model.rollback", "point a deployment back at an earlier approved version"),
     _A("model.retire", "retire a version so it can never serve again"),
+    _A("route.manage", "create and change routing rules and rotate route keys"),
+    _A("model.score", "score inputs on an active deployment (each decision is recorded)"),
+    _A("prediction.read", "find recorded predictions (every person's read is itself audited)"),
+    _A("prediction.outcome", "attach actual outcomes to past predictions"),
     _A("audit.view", "read the audit log"),
     _A("audit.verify", "verify the audit chains"),
 )
@@ -109,6 +113,11 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "model.deploy": {_MG: Grant.ALLOW},
     "model.rollback": {_MG: Grant.ALLOW},
     "model.retire": {_MG: Grant.ALLOW},
+    "route.manage": {_MG: Grant.ALLOW},
+    # The scoring gateway scores as the platform; managers may score from a notebook.
+    "model.score": {_MG: Grant.ALLOW, _PF: Grant.ALLOW},
+    "prediction.read": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "prediction.outcome": {_MG: Grant.ALLOW, _PF: Grant.ALLOW},
     "audit.view": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
     "audit.verify": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
 }

@@ -4,9 +4,9 @@ audit find, audit verify, audit log. The same rules hold as everywhere: the Work
 from __future__ import annotations
 
 from argparse import Namespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, NexmlError
+from ..errors import IntegrityError, InvalidInput
 from .magic_commands import arg, command, model_ref, table
 
 if TYPE_CHECKING:
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 REF_HELP = "model version NAME:VERSION, or a variable holding one"
 FINDINGS_HELP = 'what you reviewed and why you decided so (quote it: --findings "...")'
-GATEWAY = "issue 5"
 
 
 def _decision(move: str, summary: str) -> None:
@@ -61,14 +60,24 @@ def deploy(nx: NexmlMagics, args: Namespace) -> views.Deployment:
     arg("name", metavar="NAME", help="route name"),
     cell=True,
 )
-def route(nx: NexmlMagics, args: Namespace) -> Any:
-    """Define a scoring route: ordered rules over request fields, written as YAML in the cell.
+def route(nx: NexmlMagics, args: Namespace) -> views.Route:
+    """Create or replace a scoring route from the YAML in the cell.
 
-    Each rule sends matching requests (nested AND/OR over fields) to a deployment; the route
-    also names its default, a canary share and a shadow target. Arrives with the scoring
-    gateway (issue 5); until then this subcommand only says so.
+    Rules are tried in order; each sends matching requests (nested all/any/not over request
+    fields) to a deployment; the route also names its default, an optional canary share and
+    an optional shadow target. Managers only. A new route's key is printed once; keep it.
+    Returns the Route.
     """
-    raise NexmlError(f"routes arrive with the scoring gateway ({GATEWAY})")
+    if not (args.cell or "").strip():
+        raise InvalidInput(
+            f"%%nexml route {args.name}: write the route as YAML in the cell body "
+            "(rules, default, canary, shadow)"
+        )
+    saved, key = nx.workspace.set_route(args.name, args.cell)
+    if key:
+        print(f"route key for {saved.name} (shown once; callers send it with every request):")
+        print(key)
+    return saved
 
 
 @command(
@@ -78,14 +87,29 @@ def route(nx: NexmlMagics, args: Namespace) -> Any:
     arg("--deployment", metavar="NAME", help="only decisions served by this deployment"),
     arg("--since", help="from this date (YYYY-MM-DD, UTC) or ISO date-time"),
     arg("--until", help="up to this date (inclusive) or ISO date-time"),
+    arg("--date", metavar="YYYY-MM-DD", help="only this day (UTC)"),
+    arg("--limit", type=int, default=100, help="at most this many (default 100)"),
 )
-def audit_find(nx: NexmlMagics, args: Namespace) -> Any:
+def audit_find(nx: NexmlMagics, args: Namespace) -> pd.DataFrame:
     """Find past scored decisions: inputs, model version, output, reasons, chain proof.
 
-    Arrives with the scoring gateway (issue 5), which records predictions; until then this
-    subcommand only says so.
+    Your look-up is itself recorded in the audit trail. Returns a pandas DataFrame.
     """
-    raise NexmlError(f"prediction records arrive with the scoring gateway ({GATEWAY})")
+    found = nx.workspace.find_decisions(
+        request_id=args.request, subject_id=args.subject, deployment=args.deployment,
+        since=args.since, until=args.until, date=args.date, limit=args.limit,
+    )
+    return table(
+        [
+            {"at": d.at, "request": d.request_id, "subject": d.subject_id,
+             "deployment": d.deployment, "model": d.model_ref, "artifact": d.artifact_sha256,
+             "inputs": d.inputs, "output": d.output, "reasons": [r["reason"] for r in d.reasons],
+             "outcome": d.outcome, "proof": d.proof}
+            for d in found
+        ],
+        ["at", "request", "subject", "deployment", "model", "artifact", "inputs", "output",
+         "reasons", "outcome", "proof"],
+    )
 
 
 @command("audit verify")

@@ -223,6 +223,12 @@ class PredictionRecord(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     caller: Mapped[str | None] = mapped_column(NAME)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    artifact_sha256: Mapped[str] = mapped_column(HASH)
+    rule: Mapped[str | None] = mapped_column(String(64))
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Outcomes arrive later (performance monitoring) and are not part of the record's hash.
+    outcome: Mapped[Any | None] = mapped_column(JSON)
+    outcome_at: Mapped[datetime | None] = mapped_column(DateTime)
     prev_hash: Mapped[str] = mapped_column(HASH)
     hash: Mapped[str] = mapped_column(HASH)
 

@@ -32,6 +32,8 @@ from .decisions import DecisionsMixin
 from .identity import IdentityMixin, issue_token
 from .jobs import JobsMixin
 from .models import ModelsMixin
+from .predictions import PredictionsMixin
+from .routes import RoutesMixin
 from .training import TrainingMixin
 
 __all__ = ["Workspace", "ComplianceRecord"]
@@ -44,8 +46,10 @@ class Workspace(
     ModelsMixin,
     ComplianceMixin,
     DecisionsMixin,
+    RoutesMixin,
     AnalysisMixin,
     JobsMixin,
+    PredictionsMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 

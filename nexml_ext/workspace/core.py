@@ -25,11 +25,15 @@ from ..store.artifacts import ArtifactStore
 from ..store.database import Database
 
 EVENTS_CHAIN = "events"
-_NOT_HASHED = {"id", "prev_hash", "hash"}
+# A prediction's actual outcome is learnt weeks after the decision and attached then
+# (``record_outcomes``); hashing it would mean rewriting a committed link. The decision itself
+# (inputs, output, reasons, version) stays covered; the attachment is an audit event of its own.
+_NOT_HASHED = {"id", "prev_hash", "hash", "outcome", "outcome_at"}
 
 
 def chain_record(row: t.Event | t.PredictionRecord) -> dict[str, Any]:
-    """The part of a chained row that its hash covers: every column but id and the hashes."""
+    """The part of a chained row that its hash covers: every column but id, the hashes and a
+    prediction's later outcome."""
     return {
         column.name: getattr(row, column.key)
         for column in row.__table__.columns

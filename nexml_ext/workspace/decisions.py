@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound
 from ..governance import lifecycle
+from ..governance.audit import GENESIS
 from ..governance.lifecycle import Status
 from ..governance.naming import check_name, format_ref
 from ..store import tables as t
@@ -190,6 +191,9 @@ class DecisionsMixin(WorkspaceCore):
         ref = format_ref(version.model.name, version.version)
         previous = None
         if deployment is None:
+            # The deployment's decision chain starts now, so concurrent first predictions from
+            # several gateway processes lock an existing head instead of racing to create it.
+            s.add(t.ChainHead(chain=f"predictions:{name}", seq=0, hash=GENESIS))
             deployment = t.Deployment(
                 name=name,
                 model_id=version.model_id,

@@ -274,3 +274,75 @@ class Job:
         from ..jupyter.display import job_html
 
         return job_html(self)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A stored route: its spec (rules, default, canary, shadow) and who made it. The key is
+    never part of it; only its hash is stored."""
+
+    name: str
+    rules: tuple[dict[str, Any], ...]
+    default: str
+    canary: dict[str, Any] | None
+    shadow: str | None
+    revision: int
+    created_at: datetime
+    created_by: str
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The route as the spec dict ``set_route`` accepts (and the YAML a person writes)."""
+        return {
+            "rules": [dict(r) for r in self.rules],
+            "default": self.default,
+            "canary": dict(self.canary) if self.canary else None,
+            "shadow": self.shadow,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One recorded prediction: what was decided, by which exact model, why, and its chain link.
+
+    ``link_verified`` is whether this record's hash recomputes and follows its predecessor's
+    (None when the record was just written: the commit itself is the proof).
+    """
+
+    request_id: str
+    subject_id: str | None
+    deployment: str
+    model_ref: str
+    artifact_sha256: str
+    at: datetime
+    inputs: dict[str, Any]
+    output: dict[str, Any]
+    prediction: Any
+    score: float | None
+    reasons: list[dict[str, Any]]
+    explanation: dict[str, Any] = field(repr=False)
+    latency_ms: float | None
+    seq: int
+    prev_hash: str = field(repr=False)
+    hash: str
+    route: str | None = None
+    rule: str | None = None
+    shadow: bool = False
+    caller: str | None = None
+    confidence: float | None = None
+    link_verified: bool | None = None
+    outcome: Any = None
+    outcome_at: datetime | None = None
+
+    @property
+    def chain(self) -> str:
+        return f"predictions:{self.deployment}"
+
+    @property
+    def proof(self) -> str:
+        """The chain proof in one line: which record of which chain, its hash, the check."""
+        state = {True: "link verified", False: "LINK BROKEN", None: "committed"}
+        return (
+            f"record {self.seq} of {self.chain}, hash {self.hash[:16]}…, "
+            f"{state[self.link_verified]}"
+        )

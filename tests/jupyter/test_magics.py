@@ -278,9 +278,10 @@ def test_refusals_print_one_line_and_return_none(ip, stack, staged, capsys):
         "register frame --model credit-risk":
             "error: RUN frame: a DataFrame is not a training run",
         "route main":
-            "error: routes arrive with the scoring gateway (issue 5)",
+            "error: %%nexml route main: write the route as YAML in the cell body (rules, "
+            "default, canary, shadow)",
         "audit find --subject 42":
-            "error: prediction records arrive with the scoring gateway (issue 5)",
+            "error: permission denied: data_scientist dana may not read prediction records",
         f"approve {ref}":
             "error: %nexml approve: the following arguments are required: --findings "
             "(see %nexml approve --help)",
@@ -297,10 +298,10 @@ def test_refusals_print_one_line_and_return_none(ip, stack, staged, capsys):
         if expected is not None:
             assert message == expected, line
 
-    # the route body is YAML in a %%nexml cell; nothing is faked with it
-    result = ip.run_cell("%%nexml route main\nrules:\n  - if: {amount: {gt: 1000}}\n")
+    # the route body is YAML in a %%nexml cell; configuring routes is a manager's action
+    result = ip.run_cell("%%nexml route main\nrules: []\ndefault: credit\n")
     assert result.success and result.result is None
-    assert one_error(capsys) == "error: routes arrive with the scoring gateway (issue 5)"
+    assert one_error(capsys).startswith("error: permission denied: data_scientist dana may not")
     ip.run_cell("%%nexml whoami\nbody: ignored?\n")
     assert one_error(capsys) == "error: %%nexml whoami takes no cell body; use %nexml whoami ..."
 

@@ -118,6 +118,42 @@ def _inv_model_retire(w, ws, author):
     assert ws.retire(version.ref).status == "retired"
 
 
+def _inv_route_manage(w, ws, author):
+    version = w.approved(author)
+    deployment = w.unique("dep")
+    w.stack.mark.deploy(version.ref, name=deployment)
+    route, key = ws.set_route(w.unique("route"), {"default": deployment})
+    assert route.default == deployment and key
+    assert ws.rotate_route_key(route.name) != key
+
+
+def _deployed(w, author):
+    name = w.unique("dep")
+    w.stack.mark.deploy(w.approved(author).ref, name=name)
+    return name
+
+
+def _applicants(w, n=2):
+    return w.stack.german.drop(columns=["risk"]).head(n).to_dict(orient="records")
+
+
+def _inv_model_score(w, ws, author):
+    name = _deployed(w, author)
+    decisions = ws.score_deployment(name, _applicants(w), explain=False)
+    assert [d.seq for d in decisions] == [1, 2]
+
+
+def _inv_prediction_read(w, ws, author):
+    assert isinstance(ws.find_decisions(subject_id="47392"), list)
+
+
+def _inv_prediction_outcome(w, ws, author):
+    name = _deployed(w, author)
+    platform = w.stack.admin._as_platform()
+    made = platform.score_deployment(name, _applicants(w, 1), explain=False)
+    assert ws.record_outcomes([{"request_id": made[0].request_id, "outcome": 1}]) == 1
+
+
 def _inv_audit_view(w, ws, author):
     assert ws.audit.log(limit=3)
 

@@ -1,0 +1,274 @@
+"""Group commit of prediction records into their per-deployment hash chains.
+
+A decision is answered only after its record is durably committed (DESIGN.md, "Audit chain").
+One transaction per request would make the chain-head lock the bottleneck, so a single committer
+thread takes everything queued since its last commit and writes it in ONE transaction: each
+deployment's chain head is locked once, the records get consecutive sequence numbers and hashes,
+and every waiting submitter is released together when the commit returns (or gets its error).
+
+If a shared transaction fails, each submission in it is retried alone, so one bad submission
+(say, a request id already recorded) fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ..errors import Conflict, InvalidInput, NexmlError
+from ..governance.audit import GENESIS, canonical_json, record_hash
+from . import tables as t
+from .database import Database
+
+#: Chain name of a deployment's predictions (the one spelling, shared with verification).
+CHAIN_PREFIX = "predictions:"
+_JSON_COLUMNS = ("inputs", "output", "explanation", "reasons")
+_DEFAULTS: dict[str, Any] = {
+    "subject_id": None,
+    "route": None,
+    "rule": None,
+    "caller": None,
+    "confidence": None,
+    "latency_ms": None,
+    "explanation": {},
+    "reasons": [],
+    "shadow": False,
+}
+_REQUIRED = ("deployment_id", "request_id", "model_version_id", "artifact_sha256", "inputs",
+             "output")
+
+
+def chain_name(deployment: str) -> str:
+    return CHAIN_PREFIX + deployment
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that one record is committed: where it sits in which chain."""
+
+    request_id: str
+    chain: str
+    seq: int
+    prev_hash: str
+    hash: str
+    at: datetime
+    batch_size: int  # records committed in the same transaction
+
+
+@dataclass
+class DecisionLogStats:
+    """Counters for monitoring (the future /metrics): how well group commit is working."""
+
+    batches: int = 0
+    records: int = 0
+    failed_batches: int = 0
+    largest_batch: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)  # records per commit -> count
+
+    @property
+    def mean_batch(self) -> float:
+        return self.records / self.batches if self.batches else 0.0
+
+
+@dataclass
+class _Submission:
+    records: list[dict[str, Any]]
+    done: threading.Event = field(default_factory=threading.Event)
+    receipts: list[Receipt] | None = None
+    error: BaseException | None = None
+
+
+class DecisionLog:
+    """The committer for one database. ``submit`` from any number of threads.
+
+    ``queue_size`` bounds the submissions waiting (a full queue blocks submitters: backpressure);
+    ``max_batch`` bounds the records in one transaction; the committer thread stops after
+    ``idle_seconds`` without work and starts again on the next submission.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        queue_size: int = 1024,
+        max_batch: int = 500,
+        idle_seconds: float = 2.0,
+    ) -> None:
+        self._db = database
+        self._queue: queue.Queue[_Submission] = queue.Queue(maxsize=queue_size)
+        self._max_batch = max_batch
+        self._idle = idle_seconds
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._names: dict[int, str] = {}  # deployment id -> name (names never change)
+        self.stats = DecisionLogStats()
+
+    @property
+    def queue_depth(self) -> int:
+        """Submissions waiting for the committer."""
+        return self._queue.qsize()
+
+    def submit(self, records: list[Mapping[str, Any]]) -> list[Receipt]:
+        """Commit ``records`` (PredictionRecord column values) and return their receipts.
+
+        Blocks until the transaction holding them is committed. ``at`` defaults to now; JSON
+        columns are stored exactly as hashed (round-tripped through canonical JSON).
+        Raises InvalidInput for a record lacking a required column, Conflict for a request id
+        already recorded, or whatever error the commit raised; on any error nothing of this
+        submission is stored.
+        """
+        if self._closed:
+            raise NexmlError("the decision log is closed")
+        if not records:
+            return []
+        submission = _Submission([_normalise(r) for r in records])
+        self._queue.put(submission)  # blocks while the queue is full
+        with self._lock:
+            # After the put: either the running committer will see it, or we start one.
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="nexml-decision-log", daemon=True
+                )
+                self._thread.start()
+        submission.done.wait()
+        if submission.error is not None:
+            raise submission.error
+        assert submission.receipts is not None
+        return submission.receipts
+
+    def close(self) -> None:
+        """Commit everything already submitted, then stop the committer."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    # --- the committer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._closed or time.monotonic() - idle_since > self._idle:
+                    with self._lock:
+                        if self._queue.empty():
+                            self._thread = None
+                            return
+                continue
+            batch, count = [first], len(first.records)
+            while count < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(more)
+                count += len(more.records)
+            self._commit(batch)
+            idle_since = time.monotonic()
+
+    def _commit(self, batch: list[_Submission]) -> None:
+        try:
+            receipts = self._write([r for sub in batch for r in sub.records])
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting submitters
+            self.stats.failed_batches += 1
+            if len(batch) == 1:
+                batch[0].error = _translate(exc)
+                batch[0].done.set()
+                return
+            for sub in batch:  # find the culprit: each submission alone
+                self._commit([sub])
+            return
+        at = 0
+        for sub in batch:
+            sub.receipts = receipts[at : at + len(sub.records)]
+            at += len(sub.records)
+            sub.done.set()
+
+    def _write(self, records: list[dict[str, Any]]) -> list[Receipt]:
+        size = len(records)
+        receipts: list[Receipt] = []
+        with self._db.write() as s:
+            self._learn_names(s, {r["deployment_id"] for r in records})
+            heads: dict[str, t.ChainHead] = {}
+            for chain in sorted({chain_name(self._names[r["deployment_id"]]) for r in records}):
+                head = s.execute(
+                    select(t.ChainHead).where(t.ChainHead.chain == chain).with_for_update()
+                ).scalar_one_or_none()
+                if head is None:
+                    head = t.ChainHead(chain=chain, seq=0, hash=GENESIS)
+                    s.add(head)
+                heads[chain] = head
+            for values in records:
+                chain = chain_name(self._names[values["deployment_id"]])
+                head = heads[chain]
+                row = t.PredictionRecord(**values, seq=head.seq + 1, prev_hash=head.hash)
+                row.hash = record_hash(head.hash, _hashed(row))
+                s.add(row)
+                head.seq, head.hash = row.seq, row.hash
+                receipts.append(
+                    Receipt(row.request_id, chain, row.seq, row.prev_hash, row.hash, row.at, size)
+                )
+            s.flush()
+        self.stats.batches += 1
+        self.stats.records += size
+        self.stats.largest_batch = max(self.stats.largest_batch, size)
+        self.stats.batch_sizes[size] += 1
+        return receipts
+
+    def _learn_names(self, s, ids: set[int]) -> None:
+        unknown = ids - set(self._names)
+        if unknown:
+            rows = s.execute(
+                select(t.Deployment.id, t.Deployment.name).where(t.Deployment.id.in_(unknown))
+            )
+            self._names.update({i: n for i, n in rows})
+        missing = ids - set(self._names)
+        if missing:
+            raise InvalidInput(f"no deployment with id {', '.join(map(str, sorted(missing)))}")
+
+
+def _hashed(row: t.PredictionRecord) -> dict[str, Any]:
+    from ..workspace.core import chain_record  # the one definition of what a hash covers
+
+    return chain_record(row)
+
+
+def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [c for c in _REQUIRED if record.get(c) is None]
+    if missing:
+        raise InvalidInput(f"prediction record lacks {', '.join(missing)}")
+    values = {**_DEFAULTS, **record}
+    values.setdefault("at", None)
+    values["at"] = values["at"] or t.utcnow()
+    for column in _JSON_COLUMNS:
+        # What is stored must be exactly what was hashed.
+        values[column] = json.loads(canonical_json(values[column]))
+    for column in ("confidence", "latency_ms"):
+        if values[column] is not None:
+            values[column] = float(values[column])
+    values["shadow"] = bool(values["shadow"])
+    return values
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, SAIntegrityError):
+        return Conflict(
+            "prediction not recorded: a request id is already recorded, or the deployment "
+            f"is gone ({str(exc.orig).splitlines()[0]})"
+        )
+    return exc
+

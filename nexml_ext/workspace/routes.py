@@ -1,0 +1,181 @@
+"""Use cases for scoring routes: set, list, rotate the key, resolve a request, check a key.
+
+The spec lives in the ``routes`` row: ``rules`` holds the ordered rules (each naming its target
+deployment), ``default_deployment_id`` and ``shadow_deployment_id`` point at deployments, and
+``canary`` holds ``{"to", "share"}`` (empty without one). A route key is shown once, when the
+route is created or its key rotated; only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from ..governance import routing
+from ..governance.naming import check_name
+from ..governance.routing import RouteDecision, RouteSpec
+from ..store import tables as t
+from . import views
+from .core import WorkspaceCore
+
+
+class RoutesMixin(WorkspaceCore):
+    def set_route(
+        self, name: str, spec: Mapping[str, Any] | str
+    ) -> tuple[views.Route, str | None]:
+        """Create or replace route ``name`` from a spec dict or its YAML text.
+
+        Every deployment it names must exist and be active, and every rule must fit the input
+        schema of the versions they serve (see :func:`governance.routing.parse_route`).
+        Returns the Route and, when the route is new, its key (shown this once; None on update,
+        which keeps the key). Raises PermissionDenied, InvalidInput, Conflict.
+        """
+        self._authorize("route.manage", f"route {name}")
+        check_name("route", name)
+        raw = routing.parse_route_yaml(spec) if isinstance(spec, str) else spec
+        with self._write() as s:
+            deployments = self._active_deployments(s)
+            parsed = routing.parse_route(raw, _schemas(deployments), name=name)
+            row = self._route_row(s, name, required=False, lock=True)
+            before = None if row is None else _spec_of(s, row)
+            key = None
+            if row is None:
+                key, key_sha256 = routing.new_route_key()
+                row = t.Route(name=name, key_sha256=key_sha256, created_by=self.principal.name)
+                s.add(row)
+            _fill(row, parsed, {d.name: d.id for d in deployments})
+            s.flush()
+            self._event(
+                s,
+                "route.set",
+                f"route:{name}",
+                before=before,
+                after=parsed.to_dict(),
+                key_issued=key is not None,
+            )
+            return self._route_view(s, row), key
+
+    def routes(self) -> list[views.Route]:
+        """Every route, by name."""
+        self._authorize("model.view")
+        with self._read() as s:
+            rows = s.scalars(select(t.Route).order_by(t.Route.name))
+            return [self._route_view(s, r) for r in rows]
+
+    def route(self, name: str) -> views.Route:
+        """One route; NotFound if there is none of that name."""
+        self._authorize("model.view", f"route {name}")
+        with self._read() as s:
+            return self._route_view(s, self._route_row(s, name))
+
+    def rotate_route_key(self, name: str) -> str:
+        """Replace route ``name``'s key; the old one stops working at once. Returns the new key
+        (shown this once). Raises PermissionDenied, NotFound."""
+        self._authorize("route.manage", f"route {name}")
+        key, key_sha256 = routing.new_route_key()
+        with self._write() as s:
+            row = self._route_row(s, name, lock=True)
+            row.key_sha256 = key_sha256
+            s.flush()
+            self._event(s, "route.rotate_key", f"route:{name}", revision=row.revision)
+        return key
+
+    def resolve_route(
+        self, name: str, row: Mapping[str, Any], subject_id: str | None = None
+    ) -> RouteDecision:
+        """Where a request with fields ``row`` (and subject ``subject_id``) goes on route
+        ``name``: the deployment that answers, the rule that chose it, and any shadow.
+
+        The stored spec is checked again against the deployments as they are now, so a route
+        whose deployment was retired or now serves a model without a rule's field is refused
+        (Conflict) rather than mis-routing. Raises NotFound, Conflict.
+        """
+        return self.route_spec(name).decide(row, subject_id)
+
+    def route_spec(self, name: str) -> RouteSpec:
+        """Route ``name`` parsed against its deployments as they are now (see resolve_route)."""
+        self._authorize("model.view", f"route {name}")
+        with self._read() as s:
+            row = self._route_row(s, name)
+            spec = _spec_of(s, row)
+            try:
+                return routing.parse_route(spec, _schemas(self._active_deployments(s)), name=name)
+            except InvalidInput as exc:
+                raise Conflict(
+                    f"route {name} no longer fits its deployments ({exc}); set it again"
+                ) from None
+
+    def check_route_key(self, name: str, key: str | None) -> None:
+        """Accept ``key`` for route ``name`` or raise AuthenticationFailed (constant time);
+        NotFound if there is no such route."""
+        self._authorize("model.view", f"route {name}")
+        with self._read() as s:
+            stored = self._route_row(s, name).key_sha256
+        if not routing.route_key_matches(key, stored):
+            why = "no key presented" if not key else "wrong key"
+            raise AuthenticationFailed(f"route key refused for route {name}: {why}")
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _route_row(
+        self, s: Session, name: str, *, required: bool = True, lock: bool = False
+    ) -> t.Route | None:
+        query = select(t.Route).where(t.Route.name == name)
+        row = s.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+        if row is None and required:
+            raise NotFound(f"route {name!r} not found")
+        return row
+
+    def _active_deployments(self, s: Session) -> list[t.Deployment]:
+        return list(s.scalars(select(t.Deployment).where(t.Deployment.status == "active")))
+
+    def _route_view(self, s: Session, row: t.Route) -> views.Route:
+        spec = _spec_of(s, row)
+        return views.Route(
+            row.name,
+            tuple(spec["rules"]),
+            spec["default"],
+            spec["canary"],
+            spec["shadow"],
+            row.revision,
+            row.created_at,
+            row.created_by,
+        )
+
+
+def _schemas(deployments: list[t.Deployment]) -> dict[str, dict[str, Any]]:
+    return {d.name: d.model_version.input_schema or {} for d in deployments}
+
+
+def _fill(row: t.Route, spec: RouteSpec, ids: dict[str, int]) -> None:
+    data = spec.to_dict()
+    row.rules = data["rules"]
+    row.default_deployment_id = ids[spec.default]
+    row.shadow_deployment_id = ids[spec.shadow] if spec.shadow else None
+    row.canary = (
+        {"to": spec.canary.to, "share": spec.canary.share, "deployment_id": ids[spec.canary.to]}
+        if spec.canary
+        else {}
+    )
+
+
+def _spec_of(s: Session, row: t.Route) -> dict[str, Any]:
+    """The spec dict a stored route stands for (deployments by name, as a person writes it)."""
+
+    def name_of(deployment_id: int | None) -> str | None:
+        if deployment_id is None:
+            return None
+        deployment = s.get(t.Deployment, deployment_id)
+        return deployment.name if deployment is not None else None
+
+    canary = row.canary or {}
+    return {
+        "rules": [dict(r) for r in row.rules or []],
+        "default": name_of(row.default_deployment_id),
+        "canary": {"to": canary["to"], "share": canary["share"]} if canary else None,
+        "shadow": name_of(row.shadow_deployment_id),
+    }
