@@ -155,6 +155,24 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
             for reason in explanation.reasons[row]:
                 _say(f"  - {reason.reason}")
 
+        _step("Applications are scored through route 'loans'; every decision is recorded")
+        _route, route_key = mark.set_route("loans", {"rules": [], "default": "credit"})
+        _say(f"route loans -> deployment credit; its key is shown once ({route_key[:8]}…) and "
+             "stored only as a hash")
+        applicants = holdout_rows.drop(columns=[TARGET]).head(8)
+        subjects = [f"applicant-{47390 + i}" for i in range(len(applicants))]
+        answers = mark.predict("loans", applicants, subject_ids=subjects)
+        for answer in answers[:4]:
+            verdict = "approved" if answer.output.get("approved") else "declined"
+            _say(f"{answer.subject_id}: {verdict} (score {answer.score:.3f}) by {answer.model_ref}, "
+                 f"record {answer.seq} of predictions:{answer.deployment}")
+        declined_answer = next((a for a in answers if not a.output.get("approved")), None)
+        if declined_answer is not None:
+            found = cora.find_decisions(subject_id=declined_answer.subject_id)[0]
+            _say(f"cora asks why {found.subject_id} was declined: "
+                 + "; ".join(r["reason"] for r in found.reasons))
+            _say(f"proof: {found.proof}")
+
         if challenger:
             _step("A challenger: dana trains with AutoGluon (LightGBM, XGBoost, CatBoost, ...)")
             run2 = dana.train(train.ref, TARGET, backend="autogluon", time_limit=30,
