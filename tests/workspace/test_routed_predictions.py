@@ -64,3 +64,55 @@ def test_route_key_guards_the_gateway(routed):
         with pytest.raises(AuthenticationFailed, match="route key refused for route loans"):
             gateway.predict("loans", rows.head(3), key=wrong)
     assert len(s.cora.find_decisions(deployment="main", limit=1000)) == before
+
+
+def test_why_was_this_applicant_declined_in_one_command(routed, tmp_path):
+    """`nexml audit find` and `%nexml audit find` answer it: inputs, version, output, reasons,
+    chain proof — and each look-up by a person is itself audited."""
+    import datetime
+    import os
+    import subprocess
+    import sys
+
+    from tests.jupyter.test_magics import connect, magics, nexml
+
+    s, key, rows = routed
+    answers = s.admin._as_platform().predict("loans", rows, subject_ids=[
+        f"applicant-{47390 + i}" for i in range(len(rows))], key=key)
+    declined = next(a for a in answers if not a.output["approved"])
+    reads_before = len(s.cora.audit.log(action="prediction.read"))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
+    env.update(NEXML_HOME=str(s.settings.home), NEXML_TOKEN=s.tokens["cora"],
+               NEXML_DATABASE_URL=s.settings.database_url)
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    result = subprocess.run(
+        [sys.executable, "-m", "nexml_ext.cli", "audit", "find", "--subject",
+         declined.subject_id, "--date", today],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert declined.subject_id in out and declined.model_ref in out
+    assert declined.artifact_sha256[:12] in out
+    assert declined.reasons[0]["reason"] in out
+    assert "link verified" in out
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    try:
+        shell.run_line_magic("load_ext", "nexml_ext")
+        connect(shell, s, "cora")
+        found = nexml(shell, f"audit find --subject {declined.subject_id}")
+        # the answer, and the shadow deployment's record of the same request
+        assert declined.request_id in set(found["request"])
+        assert set(found["deployment"]) <= {declined.deployment, "challenger"}
+        assert all("link verified" in proof for proof in found["proof"])
+    finally:
+        magics(shell).close()
+        InteractiveShell.clear_instance()
+    assert len(s.cora.audit.log(action="prediction.read")) == reads_before + 2
