@@ -26,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ..errors import Conflict, InvalidInput, NexmlError
-from ..governance.audit import GENESIS, canonical_json, record_hash
+from ..governance.audit import canonical_json, record_hash
 from . import tables as t
+from .chains import chain_record, lock_head
 from .database import Database
 
 #: Chain name of a deployment's predictions (the one spelling, shared with verification).
@@ -44,8 +45,14 @@ _DEFAULTS: dict[str, Any] = {
     "reasons": [],
     "shadow": False,
 }
-_REQUIRED = ("deployment_id", "request_id", "model_version_id", "artifact_sha256", "inputs",
-             "output")
+_REQUIRED = (
+    "deployment_id",
+    "request_id",
+    "model_version_id",
+    "artifact_sha256",
+    "inputs",
+    "output",
+)
 
 
 def chain_name(deployment: str) -> str:
@@ -205,18 +212,12 @@ class DecisionLog:
             self._learn_names(s, {r["deployment_id"] for r in records})
             heads: dict[str, t.ChainHead] = {}
             for chain in sorted({chain_name(self._names[r["deployment_id"]]) for r in records}):
-                head = s.execute(
-                    select(t.ChainHead).where(t.ChainHead.chain == chain).with_for_update()
-                ).scalar_one_or_none()
-                if head is None:
-                    head = t.ChainHead(chain=chain, seq=0, hash=GENESIS)
-                    s.add(head)
-                heads[chain] = head
+                heads[chain] = lock_head(s, chain)
             for values in records:
                 chain = chain_name(self._names[values["deployment_id"]])
                 head = heads[chain]
                 row = t.PredictionRecord(**values, seq=head.seq + 1, prev_hash=head.hash)
-                row.hash = record_hash(head.hash, _hashed(row))
+                row.hash = record_hash(head.hash, chain_record(row))
                 s.add(row)
                 head.seq, head.hash = row.seq, row.hash
                 receipts.append(
@@ -239,12 +240,6 @@ class DecisionLog:
         missing = ids - set(self._names)
         if missing:
             raise InvalidInput(f"no deployment with id {', '.join(map(str, sorted(missing)))}")
-
-
-def _hashed(row: t.PredictionRecord) -> dict[str, Any]:
-    from ..workspace.core import chain_record  # the one definition of what a hash covers
-
-    return chain_record(row)
 
 
 def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,4 +266,3 @@ def _translate(exc: BaseException) -> BaseException:
             f"is gone ({str(exc.orig).splitlines()[0]})"
         )
     return exc
-

@@ -17,30 +17,15 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..errors import NotFound
 from ..governance import roles
-from ..governance.audit import GENESIS, canonical_json, record_hash
+from ..governance.audit import canonical_json, record_hash
 from ..governance.naming import parse_ref
 from ..governance.roles import Principal, Role
 from ..store import tables as t
 from ..store.artifacts import ArtifactStore
+from ..store.chains import chain_record, lock_head
 from ..store.database import Database
 
 EVENTS_CHAIN = "events"
-# A prediction's actual outcome is learnt weeks after the decision and attached then
-# (``record_outcomes``); hashing it would mean rewriting a committed link. The decision itself
-# (inputs, output, reasons, version) stays covered; the attachment is an audit event of its own.
-_NOT_HASHED = {"id", "prev_hash", "hash", "outcome", "outcome_at"}
-
-
-def chain_record(row: t.Event | t.PredictionRecord) -> dict[str, Any]:
-    """The part of a chained row that its hash covers: every column but id, the hashes and a
-    prediction's later outcome."""
-    return {
-        column.name: getattr(row, column.key)
-        for column in row.__table__.columns
-        if column.name not in _NOT_HASHED
-    }
-
-
 PLATFORM_USER = "nexml-platform"
 
 
@@ -86,15 +71,10 @@ class WorkspaceCore:
     def _event(self, s: Session, action: str, object_ref: str, **data: Any) -> t.Event:
         """Append one event to the audit chain inside the caller's transaction.
 
-        The chain head row is locked (FOR UPDATE on PostgreSQL; SQLite's write transaction is
-        already exclusive), so concurrent writers append one after the other and never fork.
+        The chain head is locked (``store.chains.lock_head``), so concurrent writers append one
+        after the other and never fork.
         """
-        head = s.execute(
-            select(t.ChainHead).where(t.ChainHead.chain == EVENTS_CHAIN).with_for_update()
-        ).scalar_one_or_none()
-        if head is None:
-            head = t.ChainHead(chain=EVENTS_CHAIN, seq=0, hash=GENESIS)
-            s.add(head)
+        head = lock_head(s, EVENTS_CHAIN)
         # What is stored must be exactly what was hashed: round-trip through canonical JSON.
         payload = json.loads(canonical_json(data))
         row = t.Event(
