@@ -682,6 +682,32 @@ def demo(demo_home: str | None, no_challenger: bool) -> None:
     run(demo_home, challenger=not no_challenger)
 
 
+
+# --- serving -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; anything but loopback exposes the routes to the network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body-bytes", default=1024 * 1024, show_default=True,
+              type=click.IntRange(1), help="Larger request bodies are refused with 413.")
+@with_workspace
+def server(ws, host: str, port: int, max_body_bytes: int) -> None:  # type: ignore[no-untyped-def]
+    """Serve every deployment: /v1/routes/{route}/predict, Open Inference Protocol v2,
+    /healthz, /readyz, /metrics and /docs. Callers present their route key.
+
+    One process on purpose: uvicorn's --workers loses TCP_NODELAY, adding ~44 ms to every
+    keep-alive request on Linux (uvicorn issue 3149). Run several servers behind a balancer.
+    """
+    import uvicorn
+
+    from .api import create_app
+
+    app = create_app(ws, max_body_bytes=max_body_bytes)
+    click.echo(f"serving {ws._db.safe_url} on http://{host}:{port} (Ctrl-C stops)", err=True)
+    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage mistakes, like refusals, are one line (`error: ...`), exit status 2."""
     try:

@@ -1,0 +1,89 @@
+"""``create_app``: wires the routers, the error mapping and the per-request layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    NexmlError,
+    NotFound,
+    PermissionDenied,
+)
+from . import inference_v2, predict, probes
+from .metrics import ServingMetrics
+from .middleware import ServingMiddleware
+
+MAX_BODY_BYTES = 1024 * 1024
+
+# First match wins: subclasses before their bases.
+_STATUS: list[tuple[type[NexmlError], int]] = [
+    (AuthenticationFailed, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (InvalidInput, 422),
+    (Conflict, 409),
+    (InvalidTransition, 409),
+]
+
+
+def create_app(workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The serving app over ``workspace``, which it uses acting as the platform.
+
+    Route callers are authorised by their route key, not by the workspace's user. Bodies over
+    ``max_body_bytes`` get 413. The caller keeps ownership of ``workspace`` (closes it).
+    """
+    from ..workspace.predictions import decision_log
+
+    gateway = workspace._as_platform()
+    log = decision_log(gateway._db)
+    app = FastAPI(
+        title="nexml-ext serving",
+        version=__version__,
+        description="Governed model serving: every answered row is a recorded decision.",
+    )
+    app.state.gateway = gateway
+    app.state.metrics = ServingMetrics(queue_depth=lambda: log.queue_depth)
+    app.include_router(predict.router)
+    app.include_router(inference_v2.router)
+    app.include_router(probes.router)
+    app.add_exception_handler(NexmlError, _refused)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _malformed)  # type: ignore[arg-type]
+    app.add_middleware(
+        ServingMiddleware, metrics=app.state.metrics, max_body_bytes=max_body_bytes
+    )
+    return app
+
+
+def _problem(request: Request, status: int, detail: str, fields: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail, "request_id": request.state.request_id}
+    if fields is not None:
+        body["fields"] = fields
+    if request.url.path.startswith("/v2"):
+        body["error"] = detail  # the Open Inference Protocol's error field
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _refused(request: Request, exc: NexmlError) -> JSONResponse:
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), None)
+    if status is None:
+        raise exc  # not a refusal of the request: the per-request layer answers 500
+    fields = getattr(exc, "problems", None) if status == 422 else None
+    return _problem(request, status, str(exc), fields)
+
+
+async def _malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = {
+        ".".join(str(part) for part in error["loc"]): error["msg"] for error in exc.errors()
+    }
+    listed = "; ".join(f"{k}: {v}" for k, v in fields.items())
+    return _problem(request, 422, f"request does not match the schema: {listed}", fields)

@@ -1,0 +1,25 @@
+"""The route key a caller presents, and the caller label recorded with their decisions."""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.requests import Request
+
+ROUTE_KEY_HEADER = "X-Route-Key"
+
+
+def presented_key(request: Request) -> str | None:
+    """The key in ``Authorization: Bearer <key>``, else in ``X-Route-Key``; None if neither."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get(ROUTE_KEY_HEADER) or None
+
+
+def caller_label(key: str | None) -> str:
+    """``route-key:<first 8 hex of its SHA-256>``: which key called, without revealing it (the
+    prefix of the hash the routes table stores)."""
+    if not key:
+        return "route-key:none"
+    return "route-key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8]

@@ -1,0 +1,131 @@
+"""Per-request plumbing, as one pure ASGI layer: a request id, the body-size limit, the last
+resort for unexpected failures, and the request metrics.
+
+Endpoints leave labels in ``request.state`` (``metric_route``, ``metric_version``); this layer
+records them when the response is sent, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import NONE, ServingMetrics
+
+log = logging.getLogger("nexml_ext.api")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class ServingMiddleware:
+    """Wraps the app: ``X-Request-Id`` on every response, 413 for a body over
+    ``max_body_bytes`` (nothing is parsed or scored), 500 naming the request id for an
+    exception no handler took, and one observation per request in ``metrics``."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        sent_start = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent_start
+            if message["type"] == "http.response.start":
+                sent_start = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            body = await self._read_body(scope, receive)
+            if body is None:
+                await _send_json(send_with_id, 413, {
+                    "detail": f"request body larger than {self.max_body_bytes} bytes",
+                    "request_id": request_id,
+                })
+            else:
+                await self.app(scope, _replay(body, receive), send_with_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            if sent_start:
+                raise
+            await _send_json(send_with_id, 500, {
+                "detail": "internal error; nothing was recorded for this request",
+                "request_id": request_id,
+            })
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "(unmatched)"
+            self.metrics.observe(
+                endpoint,
+                state.get("metric_route", NONE),
+                state.get("metric_version", NONE),
+                status,
+                time.perf_counter() - started,
+            )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None when it exceeds the limit (declared or actual)."""
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return None
+                except ValueError:
+                    pass
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the buffered body over once, then waits for the disconnect."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
