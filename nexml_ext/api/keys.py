@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from starlette.requests import Request
+
+from ..governance.routing import hash_route_key
 
 ROUTE_KEY_HEADER = "X-Route-Key"
 
@@ -22,4 +22,4 @@ def caller_label(key: str | None) -> str:
     prefix of the hash the routes table stores)."""
     if not key:
         return "route-key:none"
-    return "route-key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return "route-key:" + hash_route_key(key)[:8]
