@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
-from ..errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound
 from ..workspace import views
 from .keys import caller_label, presented_key
 from .probes import store_ready
@@ -118,21 +118,8 @@ def _authorised(request: Request, name: str, version: str | None = None) -> view
     request.state.metric_version = deployment.model_ref
     if version is not None and version != served:
         raise NotFound(f"model {name!r} has no version {version!r}; it serves {served!r}")
-    if key:
-        for route in gateway.routes():
-            try:
-                sends_to = name in gateway.route_spec(route.name).deployments
-            except Conflict:
-                continue  # a route that no longer fits is not served
-            if not sends_to:
-                continue
-            try:
-                gateway.check_route_key(route.name, key)
-            except AuthenticationFailed:
-                continue
-            return deployment
-    why = "no key presented" if not key else "no route sending to it accepts this key"
-    raise AuthenticationFailed(f"route key refused for model {name}: {why}")
+    gateway.check_deployment_key(name, key)
+    return deployment
 
 
 def _version_of(deployment: views.Deployment) -> str:

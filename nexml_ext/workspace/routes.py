@@ -119,6 +119,27 @@ class RoutesMixin(WorkspaceCore):
             why = "no key presented" if not key else "wrong key"
             raise AuthenticationFailed(f"route key refused for route {name}: {why}")
 
+    def check_deployment_key(self, deployment: str, key: str | None) -> None:
+        """Accept ``key`` for scoring ``deployment`` directly (the Open Inference Protocol path):
+        it must be the key of a route that can send traffic there (rule target, default,
+        canary or shadow). Raises AuthenticationFailed otherwise; routes that no longer fit
+        their deployments are skipped, as they serve nothing."""
+        if key:
+            for route in self.routes():
+                try:
+                    reaches = deployment in self.route_spec(route.name).deployments
+                except Conflict:
+                    continue
+                if not reaches:
+                    continue
+                try:
+                    self.check_route_key(route.name, key)
+                except AuthenticationFailed:
+                    continue
+                return
+        why = "no key presented" if not key else "no route sending to it accepts this key"
+        raise AuthenticationFailed(f"route key refused for model {deployment}: {why}")
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _route_row(
