@@ -69,10 +69,15 @@ class AnalysisMixin(WorkspaceCore):
         frame, version, model = self._analysis_inputs(ref, data)
         if model.problem_type != "binary":
             raise InvalidInput(f"cannot explain {ref}: reason codes need a binary model")
-        pool = self.load_dataset(reference or self._training_ref(version))  # type: ignore[attr-defined]
         cutoff = cutoff_of(model)
-        local = explain_local(model, frame, background=pool)
-        baseline = reason_baseline(model, pool, cutoff)
+        if reference is None:
+            # The training data's background and cutoff baseline, cached per artifact and cutoff
+            # (the same reference the gateway uses for its decisions).
+            background, baseline = self._reason_reference(model, version, cutoff)  # type: ignore[attr-defined]
+        else:
+            background = self.load_dataset(reference)  # type: ignore[attr-defined]
+            baseline = reason_baseline(model, background, cutoff)
+        local = explain_local(model, frame, background=background)
         reasons = reason_codes(
             model,
             frame,
@@ -80,6 +85,7 @@ class AnalysisMixin(WorkspaceCore):
             cutoff=cutoff,
             protected=self._protected_of(version),
             max_reasons=max_reasons,
+            explanation=local,  # the contributions just computed, not a second SHAP pass
         )
         scores = model.score(frame)
         result = Explanation(
@@ -141,18 +147,18 @@ class AnalysisMixin(WorkspaceCore):
 
         with self._read() as s:
             row = self._version_row(s, ref)
-            version = {"author": row.author, "lineage": row.lineage, "template": row.model.template}
+            version = {
+                "author": row.author,
+                "lineage": row.lineage,
+                "template": row.model.template,
+                "artifact_sha256": row.artifact_sha256,
+                "ref": ref,
+            }
         self._authorize("model.analyse", ref, owner=version["author"])
         frame = data if isinstance(data, pd.DataFrame) else self.load_dataset(data)  # type: ignore[attr-defined]
         if frame.empty:
             raise InvalidInput(f"cannot analyse {ref}: the data has no rows")
         return frame, version, self._load_model(ref)  # type: ignore[attr-defined]
-
-    def _training_ref(self, version: dict[str, Any]) -> str:
-        datasets = (version["lineage"] or {}).get("datasets") or []
-        if not datasets:
-            raise InvalidInput("the version records no training data; pass reference=...")
-        return datasets[0]["ref"]
 
     def _template_of(self, version: dict[str, Any]) -> policy.Template | None:
         return policy.template(version["template"]) if version["template"] else None
