@@ -6,9 +6,15 @@ same version at once cannot both win: the second finds it decided and gets ``Con
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
 from sqlalchemy import select
 
-from ..errors import IntegrityError, InvalidInput, InvalidTransition, NotFound
+from .. import __version__
+from ..deploy import export, sizes
+from ..errors import Conflict, IntegrityError, InvalidInput, InvalidTransition, NotFound
 from ..governance import lifecycle
 from ..governance.audit import GENESIS
 from ..governance.lifecycle import Status
@@ -16,8 +22,6 @@ from ..governance.naming import check_name, format_ref
 from ..store import tables as t
 from . import views
 from .core import WorkspaceCore
-
-SIZES = ("small", "medium", "large")
 
 
 class DecisionsMixin(WorkspaceCore):
@@ -107,10 +111,7 @@ class DecisionsMixin(WorkspaceCore):
         """
         self._authorize("model.deploy", ref)
         check_name("deployment", name)
-        if size not in SIZES:
-            raise InvalidInput(
-                f"invalid deployment size {size!r}: choose one of {', '.join(SIZES)}"
-            )
+        sizes.get(size)  # InvalidInput naming the sizes
         with self._write() as s:
             version = self._version_row(s, ref, lock=True)
             target = lifecycle.next_status("deploy", version.status, ref)
@@ -185,6 +186,76 @@ class DecisionsMixin(WorkspaceCore):
                 for d in s.scalars(select(t.Deployment).order_by(t.Deployment.name))
             ]
 
+    def export_deployment(
+        self, name: str, *, target: str, out: str | Path, force: bool = False
+    ) -> export.Bundle:
+        """Write a bundle to run deployment ``name`` elsewhere (``target`` docker or kubernetes)
+        into the directory ``out``; see ``nexml_ext.deploy.export`` for its contents.
+
+        Refused unless the principal may export (manager, superadmin), the deployment exists
+        and is active, the artifact still matches its registered hash (the bundle's copy is the
+        verified one), and ``out`` is missing or empty (``force`` replaces a non-empty one).
+        The bundle is built beside ``out`` and moved into place in one rename; the export is an
+        audit event naming the deployment, version, artifact hash, target and bundle hash.
+        Raises PermissionDenied, NotFound, InvalidTransition, InvalidInput, IntegrityError,
+        Conflict (the deployment changed while the bundle was built).
+        """
+        self._authorize("deployment.export", f"deployment {name}")
+        target = export.check_target(target)
+        with self._read() as s:
+            deployment = self._active_deployment(s, name, "export")
+            version = deployment.model_version
+            spec = export.BundleSpec(
+                deployment=name,
+                model=version.model.name,
+                version=version.version,
+                artifact_sha256=version.artifact_sha256,
+                artifact_uri=version.artifact_uri,
+                artifact_root=self._store.root,
+                size=sizes.get(deployment.size),
+                target=target,
+                made_at=t.utcnow(),
+                made_by=self.principal.name,
+                made_by_role=self.principal.role.value,
+                nexml_version=__version__,
+            )
+            version_id = version.id
+        destination = export.check_destination(out, force)
+        staging = export.new_staging(destination)
+        try:
+            try:
+                self._store.fetch(
+                    spec.artifact_uri, spec.artifact_sha256, staging / export.ARTIFACT_DIR
+                )
+            except (IntegrityError, NotFound) as exc:
+                raise IntegrityError(
+                    f"cannot export {name!r}: the artifact of {spec.model_ref} no longer "
+                    f"matches the registered hash: {exc}"
+                ) from None
+            bundle = export.write_bundle(staging, spec)
+            with export.publishing(staging, destination), self._write() as s:
+                current = self._active_deployment(s, name, "export", lock=True)
+                if current.model_version_id != version_id:
+                    raise Conflict(
+                        f"cannot export {name!r}: it was switched to another version while "
+                        "the bundle was built; nothing was written"
+                    )
+                self._event(
+                    s,
+                    "deployment.export",
+                    f"deployment:{name}",
+                    version=spec.model_ref,
+                    artifact_sha256=spec.artifact_sha256,
+                    size=spec.size.name,
+                    target=target,
+                    out=str(destination),
+                    bundle_sha256=bundle.bundle_sha256,
+                    nexml_version=__version__,
+                )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return replace(bundle, path=destination)
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _switch(self, s, action, name, deployment, version, target: Status, size):
@@ -232,6 +303,15 @@ class DecisionsMixin(WorkspaceCore):
         ).scalar_one_or_none()
         if row is None and required:
             raise NotFound(f"deployment {name!r} not found")
+        return row
+
+    def _active_deployment(self, s, name: str, move: str, lock: bool = False) -> t.Deployment:
+        query = select(t.Deployment).where(t.Deployment.name == name)
+        row = s.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"deployment {name!r} not found")
+        if row.status != "active":
+            raise InvalidTransition(f"cannot {move} {name!r}: the deployment is {row.status}")
         return row
 
     def _deployment_view(self, d: t.Deployment) -> views.Deployment:

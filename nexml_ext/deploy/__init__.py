@@ -1,0 +1,1 @@
+"""Deployment sizes (``sizes``) and deployment bundles for running elsewhere (``export``)."""
