@@ -253,6 +253,11 @@ class ModelsMixin(WorkspaceCore):
         template's thresholds are breached (status ``failed``). Data scientists may ask for
         their own versions; managers for any.
         """
+        return self._validate(ref, dataset, requested_by=None)
+
+    def _validate(self, ref: str, dataset: str, *, requested_by: str | None) -> views.Validation:
+        """``validate``'s work. ``requested_by`` given: the platform runs a validation job that
+        person submitted (authorised at submission); None: the caller asks, authorised here."""
         from ..ml.validation import run_validation
         from .training import protected_columns
 
@@ -262,7 +267,10 @@ class ModelsMixin(WorkspaceCore):
             template = s.get(t.Model, version.model_id).template
             baseline = self._baseline_profile(s, version)
             protected = protected_columns(version.lineage, template)
-        self._authorize("validation.request", ref, owner=author)
+        if requested_by is None:
+            self._authorize("validation.request", ref, owner=author)
+        else:  # only the platform runs a validation on someone's behalf
+            self._authorize("validation.record", ref)
         loaded = self._load_model(ref)
         frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
         chosen = policy.template(template) if template else None
@@ -281,7 +289,7 @@ class ModelsMixin(WorkspaceCore):
             dataset=dataset,
             status="failed" if result.breaches else "passed",
             details={**result.details, "breaches": result.breaches},
-            requested_by=self.principal.name,
+            requested_by=requested_by or self.principal.name,
         )
 
     def _load_model(self, ref: str) -> LoadedModel:

@@ -1,4 +1,6 @@
-"""Background and recorded work: a table of ``ws.jobs()`` with live progress of running jobs."""
+"""Background and recorded work: a table of ``ws.jobs()`` with live progress of running jobs
+and a cancel button on each one the viewer may cancel (their own; managers and superadmins
+any), which calls ``ws.cancel_job`` and shows its refusal if any."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ...errors import InvalidInput
+from ...governance.roles import Grant, grant
 from . import markup
 
 ACTIVE = ("queued", "running")
@@ -17,8 +20,10 @@ COLUMNS = ["id", "kind", "status", "progress", "subject", "created_by", "created
 
 class JobsView(widgets.VBox):
     """Attributes: ``table`` (HTML), ``running`` (VBox of one row per active job),
-    ``progress`` (job id → FloatProgress 0–1), ``refresh_button``, ``message``, ``jobs`` (the
-    last list read). ``refresh()`` re-reads; ``close()`` also stops the auto-refresh thread."""
+    ``progress`` (job id → FloatProgress 0–1), ``cancel_buttons`` (job id → Button, for the
+    active jobs the viewer may cancel and nobody asked to cancel yet), ``refresh_button``,
+    ``message``, ``jobs`` (the last list read). ``refresh()`` re-reads; ``close()`` also stops
+    the auto-refresh thread."""
 
     def __init__(self, ws: Any, *, refresh_seconds: float | None = None) -> None:
         if refresh_seconds is not None and not refresh_seconds > 0:
@@ -28,6 +33,8 @@ class JobsView(widgets.VBox):
         self.table = widgets.HTML()
         self.running = widgets.VBox()
         self.progress: dict[int, widgets.FloatProgress] = {}
+        self.cancel_buttons: dict[int, widgets.Button] = {}
+        self._buttons: dict[int, widgets.Button] = {}
         self._rows: dict[int, widgets.HBox] = {}
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.message = markup.Message()
@@ -45,7 +52,7 @@ class JobsView(widgets.VBox):
             )
             self._thread.start()
 
-    def refresh(self) -> None:
+    def refresh(self, *, note: str | None = None) -> None:
         """Re-read the jobs from the Workspace; a refusal is shown in ``message``."""
         with self._lock:
             done, jobs = self.message.attempt(self.ws.jobs)
@@ -57,7 +64,23 @@ class JobsView(widgets.VBox):
                 flagged=lambda row: row["status"] == "failed",
             )
             self._show_progress([job for job in jobs if job.status in ACTIVE])
-            self.message.show(f"{len(jobs)} jobs, {len(self.progress)} running")
+            if note:
+                self.message.ok(note)
+            else:
+                self.message.show(f"{len(jobs)} jobs, {len(self.progress)} running")
+
+    def may_cancel(self, job: Any) -> bool:
+        """Whether the viewer may cancel ``job`` (the matrix's ``job.cancel``, own or any)."""
+        principal = self.ws.principal
+        cell = grant(principal.role, "job.cancel")
+        return cell is Grant.ALLOW or (cell is Grant.OWN and job.created_by == principal.name)
+
+    def cancel(self, job_id: int) -> None:
+        """Ask the Workspace to cancel ``job_id``; its answer (or refusal) goes to ``message``."""
+        done, job = self.message.attempt(lambda: self.ws.cancel_job(job_id))
+        if done:
+            self.refresh(note=f"job {job.id} {job.kind}: " + (
+                "cancelled" if job.status == "cancelled" else "cancel requested"))
 
     def close(self) -> None:
         """Stop refreshing and close the widget and its children."""
@@ -66,20 +89,37 @@ class JobsView(widgets.VBox):
             self._thread.join(timeout=5)
         for row in self._rows.values():
             row.close()
+        for button in self._buttons.values():
+            button.close()
         super().close()
 
     def _show_progress(self, active: list[Any]) -> None:
         for job_id in set(self._rows) - {job.id for job in active}:
             self._rows.pop(job_id).close()
-            self.progress.pop(job_id)
+            self.progress.pop(job_id).close()
+            self._buttons.pop(job_id).close()
+            self.cancel_buttons.pop(job_id, None)
         for job in active:
             if job.id not in self._rows:
                 self.progress[job.id] = widgets.FloatProgress(min=0.0, max=1.0)
                 label = widgets.Label(f"job {job.id} {job.kind}")
+                button = widgets.Button(description="Cancel", icon="stop",
+                                        button_style="warning")
+                button.on_click(lambda _, job_id=job.id: self.cancel(job_id))
+                self._buttons[job.id] = button
                 self._rows[job.id] = widgets.HBox([label, self.progress[job.id],
-                                                   widgets.Label()])
+                                                   widgets.Label(), button])
             self.progress[job.id].value = min(max(float(job.progress or 0.0), 0.0), 1.0)
-            self._rows[job.id].children[2].value = f"{job.progress or 0:.0%} {job.message or ''}"
+            status = "cancelling" if job.cancel_requested_by else job.status
+            self._rows[job.id].children[2].value = (
+                f"{job.progress or 0:.0%} {status} {job.message or ''}".rstrip())
+            button = self._buttons[job.id]
+            if self.may_cancel(job) and not job.cancel_requested_by:
+                button.layout.display = None
+                self.cancel_buttons[job.id] = button
+            else:
+                button.layout.display = "none"
+                self.cancel_buttons.pop(job.id, None)
         self.running.children = [self._rows[job.id] for job in active]
 
     def _auto_refresh(self, seconds: float) -> None:
