@@ -15,6 +15,8 @@ from typing import Any
 import click
 
 from .config import Settings
+from .deploy.export import TARGETS
+from .deploy.sizes import SIZES
 from .errors import InvalidInput, NexmlError
 
 INTERNAL_ERROR = 70
@@ -354,17 +356,86 @@ _decision("approve")
 _decision("reject")
 
 
-@cli.command()
+class _DeployGroup(_Group):
+    """`nexml deploy REF ...` runs the default command; `nexml deploy export ...` the other."""
+
+    default_command = "version"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "REF --name NAME [--size SIZE]")
+        formatter.write_usage(
+            ctx.command_path,
+            "export NAME --target docker|kubernetes --out DIR [--force]",
+            prefix="       ",
+        )
+
+
+class _DefaultDeploy(click.Command):
+    """The default command, named and shown as `nexml deploy` itself in usage and errors."""
+
+    def make_context(  # type: ignore[override]
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        outer = parent.parent if parent is not None else None
+        name = parent.info_name if parent is not None else info_name
+        return super().make_context(name, args, parent=outer, **extra)
+
+
+@cli.group(cls=_DeployGroup, no_args_is_help=True)
+def deploy() -> None:
+    """Deploy an approved version, or export a deployment as a bundle to run elsewhere.
+
+    \b
+    nexml deploy REF --name NAME [--size small|medium|large]
+        Deploy an approved version under NAME (re-verifies its artifact hash). The size sets
+        how `nexml server` runs it (processes and concurrency) and what an export requests.
+    nexml deploy export NAME --target docker|kubernetes --out DIR [--force]
+        Write a Dockerfile (and Deployment, Service and HorizontalPodAutoscaler manifests)
+        with the verified artifact into DIR; no secret goes into it.
+    """
+
+
+@deploy.command(
+    "version", cls=_DefaultDeploy, hidden=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.argument("ref")
 @click.option("--name", required=True, help="Deployment name (created if new).")
 @click.option(
-    "--size", default="small", show_default=True, type=click.Choice(["small", "medium", "large"])
+    "--size", default="small", show_default=True, type=click.Choice(SIZES),
+    help="small: 1 process; medium: 2; large: 4 (see nexml_ext/deploy/sizes.py).",
 )
 @with_workspace
-def deploy(ws, ref: str, name: str, size: str) -> None:  # type: ignore[no-untyped-def]
+def deploy_version(ws, ref: str, name: str, size: str) -> None:  # type: ignore[no-untyped-def]
     """Deploy an approved version (re-verifies its artifact hash)."""
     d = ws.deploy(ref, name=name, size=size)
     click.echo(f"deployment {d.name} now serves {d.model_ref} ({d.size})")
+
+
+@deploy.command("export")
+@click.argument("name")
+@click.option("--target", required=True, type=click.Choice(TARGETS),
+              help="docker: Dockerfile; kubernetes: also Deployment, Service and HPA manifests.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Directory to write (created; must be empty unless --force).")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out directory.")
+@with_workspace
+def deploy_export(ws, name: str, target: str, out: str, force: bool) -> None:  # type: ignore[no-untyped-def]
+    """Write a bundle to run deployment NAME elsewhere, with its hash-verified artifact."""
+    bundle = ws.export_deployment(name, target=target, out=out, force=force)
+    click.echo(
+        f"exported deployment {bundle.deployment} ({bundle.model_ref}, artifact "
+        f"{bundle.artifact_sha256[:12]}) for {bundle.target} to {bundle.path}"
+    )
+    for rel in bundle.files:
+        if not rel.startswith("artifact/"):
+            click.echo(f"  {rel}")
 
 
 @cli.command()
@@ -647,6 +718,297 @@ def audit_find(ws, subject, request, day, since, until, deployment, limit, as_js
         sys.exit(9)
 
 
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def _bar(progress: float, width: int = 10) -> str:
+    filled = round(min(max(float(progress or 0.0), 0.0), 1.0) * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {float(progress or 0.0):4.0%}"
+
+
+def _age(value: Any) -> str:
+    from .store.tables import utcnow
+
+    seconds = max((utcnow() - value).total_seconds(), 0.0) if value else 0.0
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@cli.group(cls=_Group, invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Every job, not only the 20 newest.")
+@click.option("--kind", help="Only jobs of this kind (selftest, validation, ...).")
+@click.option("--status", help="Only jobs in this state (queued, running, succeeded, ...).")
+@click.pass_context
+def jobs(ctx: click.Context, show_all: bool, kind: str | None, status: str | None) -> None:
+    """Jobs the platform runs in `nexml worker` processes.
+
+    Without a subcommand: a table of jobs, newest first (data scientists see their own),
+    with progress. `nexml jobs submit selftest --param seconds=5` queues a job; a worker
+    runs it as the platform; `nexml jobs show ID` prints its parameters, result, error and
+    log; `nexml jobs cancel ID` stops it (a running job at its next progress checkpoint).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    ws = _workspace(ctx)
+    _table(
+        [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "status": j.status + (" (cancelling)" if j.status == "running"
+                                      and j.cancel_requested_by else ""),
+                "progress": _bar(j.progress),
+                "by": j.created_by,
+                "age": _age(j.created_at),
+                "message": j.error or j.message,
+            }
+            for j in ws.jobs(kind=kind, status=status, limit=None if show_all else 20)
+        ],
+        ["id", "kind", "status", "progress", "by", "age", "message"],
+    )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.option("--log-lines", type=click.IntRange(0), default=100, show_default=True,
+              help="How many of the last log lines to print (0: none).")
+@with_workspace
+def jobs_show(ws, job_id: int, log_lines: int) -> None:  # type: ignore[no-untyped-def]
+    """One job: state, parameters, result, error and the tail of its log."""
+    j = ws.job(job_id, log_tail=log_lines)
+    click.echo(f"job {j.id} {j.kind}: {j.status}")
+    click.echo(f"  progress  {_bar(j.progress)} {j.message}")
+    click.echo(f"  by        {j.created_by}, {_when(j.created_at)} ({_age(j.created_at)} ago)")
+    click.echo(f"  attempts  {j.attempts}/{j.max_attempts}")
+    if j.worker:
+        beat = f", heartbeat {_age(j.heartbeat_at)} ago" if j.status == "running" else ""
+        click.echo(f"  worker    {j.worker}{beat}")
+    if j.started_at:
+        click.echo(f"  started   {_when(j.started_at)}")
+    if j.finished_at:
+        click.echo(f"  finished  {_when(j.finished_at)}")
+    if j.cancel_requested_by:
+        click.echo(f"  cancel    requested by {j.cancel_requested_by}")
+    click.echo(f"  params    {json.dumps(j.params, sort_keys=True)}")
+    if j.result:
+        click.echo(f"  result    {json.dumps(j.result, sort_keys=True, default=str)}")
+    if j.error:
+        click.echo(f"  error     {j.error}")
+    if j.log:
+        click.echo("log:")
+        for line in j.log:
+            click.echo(f"  {line}")
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@with_workspace
+def jobs_cancel(ws, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Cancel a job: a queued one at once, a running one at its next progress checkpoint."""
+    j = ws.cancel_job(job_id)
+    if j.status == "cancelled":
+        click.echo(f"job {j.id} {j.kind} cancelled")
+    else:
+        click.echo(f"job {j.id} {j.kind}: cancel requested; worker {j.worker} stops it at its "
+                   "next progress checkpoint")
+
+
+@jobs.command("submit")
+@click.argument("kind")
+@click.option("--param", "-p", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A parameter (repeatable). VALUE is parsed as JSON when it is valid JSON.")
+@click.option("--max-attempts", type=int,
+              help="How often a crashed worker's job may be started (default: the kind's).")
+@with_workspace
+def jobs_submit(ws, kind: str, pairs: tuple[str, ...], max_attempts: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Queue a job of KIND (selftest, validation, ...) for a worker.
+
+    \b
+    nexml jobs submit selftest -p seconds=30 -p steps=10
+    nexml jobs submit validation -p ref=credit-risk:3 -p dataset=credit-holdout:1
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    j = ws.submit_job(kind, params, max_attempts=max_attempts)
+    click.echo(f"job {j.id} {j.kind} queued (max attempts {j.max_attempts})")
+
+
+@jobs.command("reap")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Seconds without a heartbeat after which a worker is dead.")
+@with_workspace
+def jobs_reap(ws, stale_after: float) -> None:  # type: ignore[no-untyped-def]
+    """Requeue (or fail, when no attempts remain) running jobs whose worker died.
+
+    Every worker does this before each job; this is for when none is running.
+    """
+    reaped = ws.reap_jobs(stale_after=stale_after)
+    for j in reaped:
+        click.echo(f"job {j.id} {j.kind} {j.status}: {j.error or j.message}")
+    if not reaped:
+        click.echo("no running job has a dead worker")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run at most one queued job, then exit.")
+@click.option("--until-idle", is_flag=True, help="Exit when no job is queued.")
+@click.option("--poll", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="Seconds between looks at an empty queue.")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds between heartbeats of the running job.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
+              help="Seconds without a heartbeat after which another worker is given up for dead.")
+@with_workspace
+def worker(ws, once: bool, until_idle: bool, poll: float, heartbeat: float,  # type: ignore[no-untyped-def]
+           stale_after: float) -> None:
+    """Run queued jobs as the platform, one at a time, printing one line per job.
+
+    Before each job it requeues the jobs of dead workers (process gone on this host, or no
+    heartbeat for --stale-after seconds), or fails them when no attempts remain. SIGTERM or
+    Ctrl-C gives the running job back to the queue and exits. Needs a superadmin's token.
+    """
+    from .jobs import Worker, WorkerStopping, kinds
+
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    runner = Worker(ws, poll_seconds=poll, heartbeat_seconds=heartbeat, stale_after=stale_after,
+                    echo=echo)
+    runner.install_signal_handlers()
+    click.echo(f"worker {runner.id} on {ws._db.safe_url}, kinds {', '.join(sorted(kinds()))}"
+               + ("" if once or until_idle else " (Ctrl-C stops)"), err=True)
+    try:
+        ran = runner.run(max_jobs=1, until_idle=True) if once else runner.run(
+            until_idle=until_idle)
+    except (WorkerStopping, KeyboardInterrupt):
+        click.echo(f"worker {runner.id} stopped; its job went back to the queue", err=True)
+        return
+    if once and not ran:
+        click.echo("no job queued", err=True)
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def report() -> None:
+    """Platform-made reports: a version's compliance, the audit of a period, drift."""
+
+
+def _save_report(ws, made, out: str) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    data = ws.report_html(made.id)
+    try:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput(
+            f"report #{made.id} is recorded, but {out} cannot be written: {exc.strerror}; "
+            f"fetch it again with `nexml report get {made.id} --out FILE`"
+        ) from None
+    click.echo(f"report #{made.id} ({made.title}) written to {out}")
+    click.echo(f"  html sha256 {made.html_sha256}")
+    for chain, head in sorted(made.chain_heads.items()):
+        click.echo(f"  chain {chain} at record {head['seq']}, head {head['hash']}")
+
+
+@report.command("compliance")
+@click.argument("ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the HTML here.")
+@with_workspace
+def report_compliance(ws, ref: str, out: str) -> None:  # type: ignore[no-untyped-def]
+    """The compliance report of model version REF (NAME:VERSION), made by the platform."""
+    _save_report(ws, ws.make_report("compliance", subject=ref), out)
+
+
+@report.command("audit")
+@click.option("--since", help="First day of the period (YYYY-MM-DD, UTC).")
+@click.option("--until", help="Last day of the period, included (YYYY-MM-DD, UTC).")
+@click.option("--month", help="A calendar month instead of --since/--until (YYYY-MM).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the HTML here.")
+@with_workspace
+def report_audit(ws, since, until, month, out: str) -> None:  # type: ignore[no-untyped-def]
+    """The audit report of a period: chain verification, decisions, reasons, activity."""
+    _save_report(ws, ws.make_report("audit", since=since, until=until, month=month), out)
+
+
+@report.command("drift")
+@click.argument("deployment")
+@click.option("--since", help="First day of the period (YYYY-MM-DD, UTC).")
+@click.option("--until", help="Last day of the period, included (YYYY-MM-DD, UTC).")
+@click.option("--month", help="A calendar month instead of --since/--until (YYYY-MM).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the HTML here.")
+@with_workspace
+def report_drift(ws, deployment: str, since, until, month, out: str) -> None:  # type: ignore[no-untyped-def]
+    """The drift report of DEPLOYMENT over a period: its inputs against the training data."""
+    made = ws.make_report("drift", deployment=deployment, since=since, until=until, month=month)
+    _save_report(ws, made, out)
+
+
+@report.command("get")
+@click.argument("report_id", type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the HTML here.")
+@click.option("--notebook", is_flag=True, help="Write the executed notebook (.ipynb) instead.")
+@with_workspace
+def report_get(ws, report_id: int, out: str, notebook: bool) -> None:  # type: ignore[no-untyped-def]
+    """Write a recorded report's HTML (or executed notebook), checked against its SHA-256."""
+    from pathlib import Path
+
+    data = ws.report_notebook(report_id) if notebook else ws.report_html(report_id)
+    try:
+        Path(out).write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(f"report #{report_id} written to {out}")
+
+
+@report.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@with_workspace
+def report_verify(ws, file: str) -> None:  # type: ignore[no-untyped-def]
+    """Whether FILE is exactly a report the platform made (exit status 9 if it is not)."""
+    from pathlib import Path
+
+    found = ws.verify_report(Path(file))
+    click.echo(f"authentic: report #{found.id} ({found.title}), made {_when(found.finished_at)} "
+               f"UTC for {found.created_by}; sha256 {found.html_sha256}")
+
+
+@cli.command("reports")
+@click.option("--kind", help="Only this kind (compliance, audit, drift).")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
+@with_workspace
+def reports_list(ws, kind: str | None, limit: int) -> None:  # type: ignore[no-untyped-def]
+    """Recorded reports, newest first."""
+    rows = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "subject": r.subject or "",
+            "period": r.period,
+            "status": r.status,
+            "made": _when(r.finished_at or r.created_at),
+            "for": r.created_by,
+            "html_sha256": (r.html_sha256 or "")[:16],
+        }
+        for r in ws.reports(kind=kind, limit=limit)
+    ]
+    _table(rows, ["id", "kind", "subject", "period", "status", "made", "for", "html_sha256"])
+
+
 # --- docs and demo -------------------------------------------------------------------------
 
 
@@ -690,23 +1052,37 @@ def demo(demo_home: str | None, no_challenger: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; anything but loopback exposes the routes to the network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--processes", type=click.IntRange(1, 64),
+              help="Server processes sharing the port (default: the largest size among active "
+              "deployments: small 1, medium 2, large 4).")
+@click.option("--concurrency", type=click.IntRange(1),
+              help="Connections and requests in flight per process before callers get 503 "
+              "(default: from the same size: 64, 128, 256).")
 @click.option("--max-body-bytes", default=1024 * 1024, show_default=True,
               type=click.IntRange(1), help="Larger request bodies are refused with 413.")
 @with_workspace
-def server(ws, host: str, port: int, max_body_bytes: int) -> None:  # type: ignore[no-untyped-def]
+def server(  # type: ignore[no-untyped-def]
+    ws, host: str, port: int, processes: int | None, concurrency: int | None, max_body_bytes: int
+) -> None:
     """Serve every deployment: /v1/routes/{route}/predict, Open Inference Protocol v2,
     /healthz, /readyz, /metrics and /docs. Callers present their route key.
 
-    One process on purpose: uvicorn's --workers loses TCP_NODELAY, adding ~44 ms to every
-    keep-alive request on Linux (uvicorn issue 3149). Run several servers behind a balancer.
+    Several processes share one listening socket that this command binds itself, with
+    TCP_NODELAY kept on every connection (uvicorn's --workers loses it, adding ~44 ms to every
+    keep-alive request on Linux: uvicorn issue 3149). Each process opens its own store
+    connections; a process that dies is restarted. /metrics counts per process: a scrape shows
+    the process that answered it. X-Nexml-Process names the process on every response.
     """
-    import uvicorn
+    from .api.server import plan_for, serve
 
-    from .api import create_app
+    chosen = plan_for(ws, processes, concurrency)
+    click.echo(
+        f"serving {ws._db.safe_url} on http://{host}:{port} with {chosen.describe()} "
+        "(Ctrl-C stops)",
+        err=True,
+    )
+    serve(ws, chosen, host=host, port=port, max_body_bytes=max_body_bytes)
 
-    app = create_app(ws, max_body_bytes=max_body_bytes)
-    click.echo(f"serving {ws._db.safe_url} on http://{host}:{port} (Ctrl-C stops)", err=True)
-    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage mistakes, like refusals, are one line (`error: ...`), exit status 2."""

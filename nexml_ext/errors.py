@@ -71,3 +71,9 @@ class NotInitialised(NexmlError):
     """No store exists yet under the configured home or database URL."""
 
     exit_code = 11
+
+
+class ReportFailed(NexmlError):
+    """A report template raised while the platform ran it; the report is recorded as failed."""
+
+    exit_code = 12

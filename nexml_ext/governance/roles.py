@@ -72,12 +72,18 @@ ACTIONS: tuple[Action, ...] = (
     _A("model.deploy", "deploy an approved version to a named deployment"),
     _A("model.rollback", "point a deployment back at an earlier approved version"),
     _A("model.retire", "retire a version so it can never serve again"),
+    _A("deployment.export", "write a bundle (Dockerfile, Kubernetes manifests) of a deployment"),
     _A("route.manage", "create and change routing rules and rotate route keys"),
     _A("model.score", "score inputs on an active deployment (each decision is recorded)"),
     _A("prediction.read", "find recorded predictions (every person's read is itself audited)"),
     _A("prediction.outcome", "attach actual outcomes to past predictions"),
     _A("audit.view", "read the audit log"),
     _A("audit.verify", "verify the audit chains"),
+    _A("report.generate", "have the platform make a report (compliance; audit needs audit.view)"),
+    _A("report.view", "list platform-made reports, read them and check an HTML file is one"),
+    _A("job.test", "submit the job runner's self-test job (an operational check)"),
+    _A("job.cancel", "cancel a queued or running job (one's own; managers and superadmins any)"),
+    _A("job.run", "run queued jobs as the platform (`nexml worker`) and reap dead workers' jobs"),
 )
 
 _DS, _MG, _CO, _SA, _PF = (
@@ -113,6 +119,7 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "model.deploy": {_MG: Grant.ALLOW},
     "model.rollback": {_MG: Grant.ALLOW},
     "model.retire": {_MG: Grant.ALLOW},
+    "deployment.export": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
     "route.manage": {_MG: Grant.ALLOW},
     # The scoring gateway scores as the platform; managers may score from a notebook.
     "model.score": {_MG: Grant.ALLOW, _PF: Grant.ALLOW},
@@ -120,6 +127,17 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "prediction.outcome": {_MG: Grant.ALLOW, _PF: Grant.ALLOW},
     "audit.view": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
     "audit.verify": {_CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    # Reports are made by the platform; people ask for them. Data scientists cannot: the run's
+    # kernel reads as the platform, and a report of one's own model is not independent evidence.
+    "report.generate": {_MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "report.view": {
+        _DS: Grant.OWN, _MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW
+    },
+    # Jobs: each kind is submitted under its own action (validation.request, ...); the owner of
+    # a job, for cancelling, is whoever submitted it.
+    "job.test": dict(_ALL_PEOPLE),
+    "job.cancel": {_DS: Grant.OWN, _MG: Grant.ALLOW, _CO: Grant.OWN, _SA: Grant.ALLOW},
+    "job.run": {_SA: Grant.ALLOW, _PF: Grant.ALLOW},
 }
 
 assert set(MATRIX) == {a.name for a in ACTIONS}, "every action has a row and every row an action"

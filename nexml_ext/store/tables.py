@@ -272,9 +272,35 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The job runner (nexml_ext/jobs): how often it may be started, which worker (host:pid)
+    # holds it and when that worker last proved it is alive, and who asked to cancel it.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(NAME)
+
+
+class JobLog(Base):
+    """A job's log, one row per line: only ever appended, each line in its own transaction."""
+
+    __tablename__ = "job_logs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    line: Mapped[str] = mapped_column(Text)
 
 
 class Report(Base):
+    """A platform-made report: the executed notebook and its HTML (artifacts, by SHA-256), what
+    it describes (subject, period) and the chain heads it shows.
+
+    A row is written ``running`` when the run starts, holding the SHA-256 of the run's grant
+    (the one-time, read-only authority its kernel opens the store with) until the run ends;
+    then ``done`` with the artifacts and chain heads, or ``failed`` with the error.
+    """
+
     __tablename__ = "reports"
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -283,11 +309,21 @@ class Report(Base):
     notebook_uri: Mapped[str | None] = mapped_column(Text)
     notebook_sha256: Mapped[str | None] = mapped_column(HASH)
     html_uri: Mapped[str | None] = mapped_column(Text)
-    html_sha256: Mapped[str | None] = mapped_column(HASH)
+    html_sha256: Mapped[str | None] = mapped_column(HASH, index=True)
     chain_heads: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     created_by: Mapped[str] = mapped_column(NAME)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Added by migration 0004.
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    period_start: Mapped[datetime | None] = mapped_column(DateTime)
+    period_end: Mapped[datetime | None] = mapped_column(DateTime)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    grant_sha256: Mapped[str | None] = mapped_column(HASH)
+    grant_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Alert(Base):

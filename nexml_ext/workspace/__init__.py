@@ -33,6 +33,7 @@ from .identity import IdentityMixin, issue_token
 from .jobs import JobsMixin
 from .models import ModelsMixin
 from .predictions import PredictionsMixin
+from .reports import ReportsMixin
 from .routes import RoutesMixin
 from .training import TrainingMixin
 
@@ -50,6 +51,7 @@ class Workspace(
     AnalysisMixin,
     JobsMixin,
     PredictionsMixin,
+    ReportsMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 

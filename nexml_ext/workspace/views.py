@@ -241,7 +241,25 @@ class Event:
 
 
 @dataclass(frozen=True)
+class JobLogLine:
+    at: datetime
+    attempt: int  # 0: written before any worker started it
+    line: str
+
+    @classmethod
+    def of(cls, row: t.JobLog) -> JobLogLine:
+        return cls(row.at, row.attempt, row.line)
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} [{self.attempt}] {self.line}"
+
+
+@dataclass(frozen=True)
 class Job:
+    """A job: ``queued → running → succeeded | failed | cancelled``. ``worker`` (host:pid) and
+    ``heartbeat_at`` say who runs it and when it last proved alive; ``log`` holds the tail of
+    its log when read with ``ws.job(id)`` (lists leave it empty)."""
+
     id: int
     kind: str
     status: str
@@ -253,9 +271,16 @@ class Job:
     finished_at: datetime | None
     result: dict[str, Any] = field(repr=False, default_factory=dict)
     error: str | None = None
+    started_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    worker: str | None = None
+    heartbeat_at: datetime | None = None
+    cancel_requested_by: str | None = None
+    log: tuple[JobLogLine, ...] = field(repr=False, default=())
 
     @classmethod
-    def of(cls, row: t.Job) -> Job:
+    def of(cls, row: t.Job, log: tuple[JobLogLine, ...] = ()) -> Job:
         return cls(
             row.id,
             row.kind,
@@ -268,6 +293,13 @@ class Job:
             row.finished_at,
             row.result,
             row.error,
+            row.started_at,
+            row.attempts or 0,
+            row.max_attempts or 1,
+            row.worker,
+            row.heartbeat_at,
+            row.cancel_requested_by,
+            log,
         )
 
     def _repr_html_(self) -> str:
@@ -345,4 +377,65 @@ class Decision:
         return (
             f"record {self.seq} of {self.chain}, hash {self.hash[:16]}…, "
             f"{state[self.link_verified]}"
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A platform-made report: what it describes, its artifacts' SHA-256s and the chain heads
+    it shows. ``status`` is running, done, failed, or abandoned (a run whose time ran out
+    without finishing, e.g. its process was killed)."""
+
+    id: int
+    kind: str
+    title: str
+    subject: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    status: str
+    html_sha256: str | None
+    notebook_sha256: str | None
+    chain_heads: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None = None
+    job_id: int | None = None
+    params: dict[str, Any] = field(repr=False, default_factory=dict)
+    summary: dict[str, Any] = field(repr=False, default_factory=dict)
+    html_uri: str | None = field(repr=False, default=None)
+    notebook_uri: str | None = field(repr=False, default=None)
+
+    @property
+    def period(self) -> str:
+        """``YYYY-MM-DD to YYYY-MM-DD`` (UTC, inclusive), or "" for a report with no period."""
+        if self.period_start is None or self.period_end is None:
+            return ""
+        return f"{self.period_start:%Y-%m-%d} to {self.period_end:%Y-%m-%d}"
+
+    @classmethod
+    def of(cls, row: t.Report) -> Report:
+        status = row.status
+        if status == "running" and row.grant_expires_at and row.grant_expires_at <= t.utcnow():
+            status = "abandoned"
+        return cls(
+            row.id,
+            row.kind,
+            row.title,
+            row.subject_ref,
+            row.period_start,
+            row.period_end,
+            status,
+            row.html_sha256,
+            row.notebook_sha256,
+            row.chain_heads or {},
+            row.created_by,
+            row.created_at,
+            row.finished_at,
+            row.error,
+            row.job_id,
+            row.params or {},
+            row.summary or {},
+            row.html_uri,
+            row.notebook_uri,
         )

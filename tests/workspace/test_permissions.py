@@ -118,6 +118,12 @@ def _inv_model_retire(w, ws, author):
     assert ws.retire(version.ref).status == "retired"
 
 
+def _inv_deployment_export(w, ws, author):
+    name = _deployed(w, author)
+    out = w.stack.settings.home.parent / w.unique("bundle")
+    assert (ws.export_deployment(name, target="docker", out=out).path / "Dockerfile").is_file()
+
+
 def _inv_route_manage(w, ws, author):
     version = w.approved(author)
     deployment = w.unique("dep")
@@ -160,6 +166,43 @@ def _inv_audit_view(w, ws, author):
 
 def _inv_audit_verify(w, ws, author):
     assert ws.audit.verify().ok
+
+
+def _inv_job_test(w, ws, author):
+    assert ws.submit_job("selftest", {"seconds": 0}).status == "queued"
+
+
+def _inv_job_cancel(w, ws, author):
+    job = author.submit_job("selftest", {"seconds": 0})
+    assert ws.cancel_job(job.id).status == "cancelled"
+
+
+def _inv_job_run(w, ws, author):
+    from nexml_ext.jobs import Worker
+
+    assert ws.reap_jobs() == []
+    job = w.stack.dana.submit_job("selftest", {"seconds": 0})
+    assert Worker(ws).run_once().id == job.id
+
+
+def _report_on(w, author):
+    """One real compliance report about a version ``author`` wrote (made once per test)."""
+    made = w.__dict__.setdefault("reports_made", {})
+    if author.principal.name not in made:
+        version = w.staged(author)
+        made[author.principal.name] = w.stack.cora.make_report("compliance", subject=version.ref)
+    return made[author.principal.name]
+
+
+def _inv_report_generate(w, ws, author):
+    version = w.staged(author)
+    assert ws.submit_job("report-compliance", {"ref": version.ref}).status == "queued"
+
+
+def _inv_report_view(w, ws, author):
+    made = _report_on(w, author)
+    assert ws.report(made.id).html_sha256 == made.html_sha256
+    assert made.id in {r.id for r in ws.reports()}
 
 
 INVOKERS = {
