@@ -6,12 +6,12 @@ import re
 
 from ..errors import InvalidInput
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: no trailing newline
 
 
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is a valid name for a ``kind`` (model, dataset, user, deployment)."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
             f"invalid {kind} name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -23,7 +23,7 @@ def parse_ref(ref: str, kind: str = "model") -> tuple[str, int]:
     """Split ``NAME:VERSION`` into (name, version); InvalidInput if malformed."""
     if isinstance(ref, str) and ref.count(":") == 1:
         name, _, version = ref.partition(":")
-        if _NAME.match(name) and version.isdigit() and int(version) >= 1:
+        if _NAME.fullmatch(name) and version.isascii() and version.isdigit() and int(version) >= 1:
             return name, int(version)
     raise InvalidInput(
         f"malformed {kind} reference {ref!r}: expected NAME:VERSION, e.g. credit-risk:3"
