@@ -898,6 +898,163 @@ def worker(ws, once: bool, until_idle: bool, poll: float, heartbeat: float,  # t
         click.echo("no job queued", err=True)
 
 
+# --- schedules -----------------------------------------------------------------------------
+
+
+def _pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
+
+
+def _schedule_line(sc) -> str:  # type: ignore[no-untyped-def]
+    state = f"next {_when(sc.next_run_at)} UTC" if sc.enabled else "disabled"
+    return f"schedule {sc.name}: {sc.kind} at '{sc.cron}' ({sc.timezone}), {state}"
+
+
+@cli.group(cls=_Group)
+def schedule() -> None:
+    """Schedules: jobs the platform submits on a cron schedule (`nexml scheduler` submits them).
+
+    \b
+    nexml schedule defaults      monthly audit report, daily drift report per deployment
+    nexml schedule add audit-q --cron "0 6 1 1,4,7,10 *" --kind report-audit \\
+        --param month={previous_month}
+    """
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.option("--cron", "cron_expression", required=True, metavar="EXPR",
+              help='Five-field cron expression, e.g. "0 6 1 * *" (06:00 on the first).')
+@click.option("--kind", required=True, help="The job kind to submit (report-audit, ...).")
+@click.option("--param", "-p", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A job parameter (repeatable; JSON when valid JSON). {previous_month}, "
+                   "{previous_day} and {fire_date} stand for the fire time's period.")
+@click.option("--timezone", default="UTC", show_default=True,
+              help="IANA time zone the cron expression is read in.")
+@click.option("--catch-up", type=click.Choice(["all", "latest"]), default="all",
+              show_default=True, help="After downtime: submit every missed fire, or the latest.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@with_workspace
+def schedule_add(ws, name, cron_expression, kind, pairs, timezone, catch_up, disabled) -> None:  # type: ignore[no-untyped-def]
+    """Add schedule NAME submitting a KIND job at each fire time."""
+    sc = ws.add_schedule(name, cron_expression, kind, _pairs(pairs), timezone=timezone,
+                         catch_up=catch_up, enabled=not disabled)
+    click.echo(_schedule_line(sc))
+
+
+@schedule.command("defaults")
+@with_workspace
+def schedule_defaults(ws) -> None:  # type: ignore[no-untyped-def]
+    """Add the default schedules that are missing: a monthly audit report (previous month,
+    06:00 UTC on the first) and a daily drift report per active deployment (previous day,
+    05:00 UTC). Run it again after deploying to cover a new deployment."""
+    created, existing = ws.add_default_schedules()
+    for sc in created:
+        click.echo(_schedule_line(sc))
+    for name in existing:
+        click.echo(f"schedule {name} already exists")
+
+
+@schedule.command("list")
+@with_workspace
+def schedule_list(ws) -> None:  # type: ignore[no-untyped-def]
+    """Every schedule: cron, time zone, kind, parameters, next and last fire (UTC)."""
+    _table(
+        [
+            {
+                "name": sc.name, "cron": sc.cron, "timezone": sc.timezone, "kind": sc.kind,
+                "params": " ".join(f"{k}={v}" for k, v in sorted(sc.params.items())),
+                "enabled": "yes" if sc.enabled else "no", "next": _when(sc.next_run_at),
+                "last": _when(sc.last_run_at),
+                "job": sc.last_job_id, "by": sc.created_by,
+            }
+            for sc in ws.schedules()
+        ],
+        ["name", "cron", "timezone", "kind", "params", "enabled", "next", "last", "job", "by"],
+    )
+
+
+@schedule.command("runs")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@with_workspace
+def schedule_runs(ws, name: str, limit: int) -> None:  # type: ignore[no-untyped-def]
+    """The fire times schedule NAME submitted, newest first."""
+    fires = ws.schedule_fires(name, limit=limit)
+    for fire in fires:
+        click.echo(fire.line())
+    if not fires:
+        click.echo(f"schedule {name} has not fired yet")
+
+
+def _switch_schedule(move: str):  # type: ignore[no-untyped-def]
+    @click.argument("name")
+    @with_workspace
+    def command(ws, name: str) -> None:  # type: ignore[no-untyped-def]
+        if move == "remove":
+            gone = ws.remove_schedule(name)
+            click.echo(f"schedule {gone.name} removed")
+            return
+        sc = ws.enable_schedule(name) if move == "enable" else ws.disable_schedule(name)
+        click.echo(_schedule_line(sc))
+
+    command.__doc__ = {
+        "enable": "Enable schedule NAME (fire times missed while disabled are not caught up).",
+        "disable": "Disable schedule NAME: nothing is submitted until it is enabled.",
+        "remove": "Delete schedule NAME (its jobs and audit events stay).",
+    }[move]
+    return command
+
+
+for _move in ("enable", "disable", "remove"):
+    schedule.command(_move)(_switch_schedule(_move))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Submit what is due now, then exit.")
+@click.option("--poll", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds between looks for due schedules.")
+@with_workspace
+def scheduler(ws, once: bool, poll: float) -> None:  # type: ignore[no-untyped-def]
+    """Submit due schedules' jobs, printing one line per fire time; `nexml worker` runs them.
+
+    Each fire time is submitted once, in one transaction with the schedule's advance, so a
+    restart neither skips nor repeats one and two schedulers never submit the same fire;
+    fire times missed while no scheduler ran are caught up. Needs a superadmin's token.
+    """
+    import signal
+
+    from .jobs.schedules import Scheduler
+
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    runner = Scheduler(ws, poll_seconds=poll, echo=echo)
+    if once:
+        if not runner.run_once():
+            click.echo("no schedule is due", err=True)
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"scheduler on {ws._db.safe_url}, every {poll:g} s (Ctrl-C stops)", err=True)
+    runner.run()
+    click.echo("scheduler stopped", err=True)
+
+
 # --- reports -------------------------------------------------------------------------------
 
 
@@ -932,6 +1089,22 @@ def _save_report(ws, made, out: str) -> None:  # type: ignore[no-untyped-def]
 def report_compliance(ws, ref: str, out: str) -> None:  # type: ignore[no-untyped-def]
     """The compliance report of model version REF (NAME:VERSION), made by the platform."""
     _save_report(ws, ws.make_report("compliance", subject=ref), out)
+
+
+@report.command("validation")
+@click.argument("ref")
+@click.option("--dataset", required=True, metavar="NAME:VERSION",
+              help="The labelled dataset version the platform validates REF on.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Write the HTML here.")
+@with_workspace
+def report_validation(ws, ref: str, dataset: str, out: str) -> None:  # type: ignore[no-untyped-def]
+    """The validation report of REF on a dataset version, made by the platform; the validation
+    it computed is recorded with it and is what an approval of REF rests on."""
+    made = ws.make_report("validation", subject=ref, dataset=dataset)
+    _save_report(ws, made, out)
+    check = made.summary.get("validation", {})
+    click.echo(f"validation #{made.summary.get('validation_id')} {check.get('status')}; "
+               f"html sha256 {made.html_sha256}")
 
 
 @report.command("audit")

@@ -84,6 +84,10 @@ ACTIONS: tuple[Action, ...] = (
     _A("job.test", "submit the job runner's self-test job (an operational check)"),
     _A("job.cancel", "cancel a queued or running job (one's own; managers and superadmins any)"),
     _A("job.run", "run queued jobs as the platform (`nexml worker`) and reap dead workers' jobs"),
+    _A("schedule.view", "list schedules and the jobs their fire times submitted"),
+    _A("schedule.manage", "add, enable, disable and remove schedules (each fire needs the kind's "
+                          "own permission, as the schedule's creator)"),
+    _A("schedule.run", "submit due schedules' jobs as the platform (`nexml scheduler`)"),
 )
 
 _DS, _MG, _CO, _SA, _PF = (
@@ -138,6 +142,10 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "job.test": dict(_ALL_PEOPLE),
     "job.cancel": {_DS: Grant.OWN, _MG: Grant.ALLOW, _CO: Grant.OWN, _SA: Grant.ALLOW},
     "job.run": {_SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    # Schedules submit jobs on their creator's behalf; the scheduler only submits.
+    "schedule.view": {_MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "schedule.manage": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
+    "schedule.run": {_SA: Grant.ALLOW, _PF: Grant.ALLOW},
 }
 
 assert set(MATRIX) == {a.name for a in ACTIONS}, "every action has a row and every row an action"

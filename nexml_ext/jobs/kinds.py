@@ -50,14 +50,19 @@ def _version_author(ws: Any, params: dict[str, Any]) -> str:
 
 
 def validation(ctx: JobContext) -> dict[str, Any]:
-    """The platform validates a version on a dataset version (what ``ws.validate`` does)."""
+    """The platform validates a version on a dataset version by making its validation report
+    (``notebooks/validation.ipynb``); the validation it records is linked to that report."""
     ref, dataset = ctx.params["ref"], ctx.params["dataset"]
     ctx.progress(0.05, f"validating {ref} on {dataset}")
-    ctx.log(f"validating {ref} on {dataset} for {ctx.submitted_by}")
-    done = ctx.workspace._validate(ref, dataset, requested_by=ctx.submitted_by)
+    ctx.log(f"validating {ref} on {dataset} for {ctx.submitted_by}: making the validation report")
+    made = ctx.workspace.make_report(
+        "validation", subject=ref, dataset=dataset, requested_by=ctx.submitted_by, job_id=ctx.id
+    )
+    done = next(v for v in ctx.workspace.validations(ref) if v.report_id == made.id)
     breaches = list(done.details.get("breaches") or [])
     ctx.log(f"validation {done.id}: {done.status}"
-            + (f" ({'; '.join(breaches)})" if breaches else ""))
+            + (f" ({'; '.join(breaches)})" if breaches else "")
+            + f"; report {made.id}, html sha256 {made.html_sha256}")
     return {
         "validation": done.id,
         "ref": ref,
@@ -66,6 +71,8 @@ def validation(ctx: JobContext) -> dict[str, Any]:
         "artifact_sha256": done.artifact_sha256,
         "metrics": done.metrics,
         "breaches": breaches,
+        "report": made.id,
+        "html_sha256": made.html_sha256,
     }
 
 

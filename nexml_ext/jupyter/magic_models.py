@@ -147,16 +147,23 @@ def compliance(nx: NexmlMagics, args: Namespace) -> Any:
     arg("ref", metavar="NAME:VER", help=REF_HELP),
     arg("--data", "--dataset", dest="data", required=True, metavar="DATASET",
         help="dataset version NAME:VERSION to validate on, or a variable holding one"),
+    arg("--now", action="store_true",
+        help="validate here, in this process, without the report (recorded all the same)"),
 )
-def validate(nx: NexmlMagics, args: Namespace) -> views.Validation:
+def validate(nx: NexmlMagics, args: Namespace) -> Any:
     """Have the platform validate one version on a registered dataset version.
 
-    The platform verifies the artifact's hash and records performance, fairness and drift as
-    evidence a reviewer can rely on. Returns the Validation.
+    Submits a ``validation`` job: a worker (``nexml worker``) runs it as the platform, which
+    makes the validation report (notebooks/validation.ipynb) and records the validation linked
+    to it, the evidence an approval rests on. Watch it with ``%nexml jobs``. With --now the
+    platform validates here and records the validation without a report. Returns the Job (with
+    --now, the Validation).
     """
-    return nx.workspace.validate(
-        model_ref(nx.user_ns, args.ref), dataset=dataset_ref(nx.user_ns, args.data, "--data")
-    )
+    ref = model_ref(nx.user_ns, args.ref)
+    dataset = dataset_ref(nx.user_ns, args.data, "--data")
+    if args.now:
+        return nx.workspace.validate(ref, dataset=dataset)
+    return nx.workspace.submit_job("validation", {"ref": ref, "dataset": dataset})
 
 
 @command(

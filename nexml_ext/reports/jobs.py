@@ -1,4 +1,5 @@
-"""Report kinds for the job runner: ``report-compliance``, ``report-audit``, ``report-drift``.
+"""Report kinds for the job runner: ``report-compliance``, ``report-audit``, ``report-drift``,
+``report-validation``.
 
 Submitting one (``ws.submit_job("report-audit", {"month": "2026-11"})``) needs
 ``report.generate`` and, as ``make_report`` asks of a person, the reads the report makes; a
@@ -35,9 +36,11 @@ def _check(name: str, allowed: set[str]):  # type: ignore[no-untyped-def]
                 )
         checked, _ = ws._report_params(
             spec, params.get("ref"), params.get("since"), params.get("until"), params.get("month"),
-            params.get("deployment"),
+            params.get("deployment"), params.get("dataset"),
         )
         clean = {"ref": checked["model_ref"]} if "model_ref" in checked else dict(checked)
+        if "dataset_ref" in checked:
+            clean["dataset"] = checked["dataset_ref"]
         if params.get("month"):
             clean["month"] = params["month"]
         return clean
@@ -57,10 +60,13 @@ def _run(name: str):  # type: ignore[no-untyped-def]
             until=None if p.get("month") else p.get("until"),
             month=p.get("month"),
             deployment=p.get("deployment"),
+            dataset=p.get("dataset"),
             requested_by=ctx.submitted_by,
             job_id=ctx.id,
         )
         ctx.log(f"report {made.id} made: html sha256 {made.html_sha256}")
+        if made.summary.get("validation_id") is not None:
+            ctx.log(f"validation {made.summary['validation_id']} recorded from report {made.id}")
         return {
             "report": made.id,
             "title": made.title,
@@ -78,6 +84,14 @@ register_kind(
     _run("compliance"),
     action="report.generate",
     check=_check("compliance", {"ref"}),
+    subject="ref",
+    max_attempts=1,
+)
+register_kind(
+    "report-validation",
+    _run("validation"),
+    action="report.generate",
+    check=_check("validation", {"ref", "dataset"}),
     subject="ref",
     max_attempts=1,
 )

@@ -27,6 +27,7 @@ class Kind:
     reads: frozenset[str]
     requires: tuple[str, ...] = ()
     deployment: bool = False  # needs a deployment name
+    dataset: bool = False  # needs a dataset version reference (the data the run scores)
 
 
 KINDS: dict[str, Kind] = {
@@ -59,6 +60,21 @@ KINDS: dict[str, Kind] = {
             reads=_BASE_READS | {"prediction.read"},
             requires=("prediction.read",),
             deployment=True,
+        ),
+        # Batch inference of one model version on one dataset version. The run computes the
+        # platform's validation (``Workspace.validation_run``: what ``validate`` records) and
+        # the platform records it, linked to the report, when the report is done: the numbers
+        # an approval rests on are the report's. ``model.analyse`` lets it load and score the
+        # hash-verified model; asking needs ``validation.request`` (managers).
+        Kind(
+            "validation",
+            "validation.ipynb",
+            "Validation report",
+            subject=True,
+            period=False,
+            reads=_BASE_READS | {"model.analyse"},
+            requires=("validation.request",),
+            dataset=True,
         ),
     )
 }

@@ -139,7 +139,11 @@ class Validation(Base):
     status: Mapped[str] = mapped_column(String(16))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    # The platform-made validation report this validation's numbers come from (None for a
+    # validation run in process); a report backs at most one validation (migration 0005).
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reports.id"), index=True, unique=True
+    )
     run_by: Mapped[str] = mapped_column(NAME)
     requested_by: Mapped[str | None] = mapped_column(NAME)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -324,6 +328,45 @@ class Report(Base):
     grant_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Schedule(Base):
+    """A cron schedule that submits a job of ``kind`` at each fire time (``nexml scheduler``).
+
+    ``next_run_at`` (naive UTC) is the next fire time still owed; the scheduler advances it in
+    the same transaction that submits the fire's job. ``catch_up`` says what a scheduler that was
+    down does with several missed fire times: ``all`` (each its own job) or ``latest``.
+    """
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    cron: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    catch_up: Mapped[str] = mapped_column(String(16), default="all")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+
+
+class ScheduleRun(Base):
+    """One fire time of one schedule, recorded once: the unique (schedule, fire time) pair is
+    what makes two schedulers, or a restarted one, never submit the same fire twice."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id"), index=True)
+    fire_at: Mapped[datetime] = mapped_column(DateTime)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)  # fires coalesced into this one
+    submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Alert(Base):

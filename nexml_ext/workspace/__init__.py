@@ -35,6 +35,7 @@ from .models import ModelsMixin
 from .predictions import PredictionsMixin
 from .reports import ReportsMixin
 from .routes import RoutesMixin
+from .schedules import SchedulesMixin
 from .training import TrainingMixin
 
 __all__ = ["Workspace", "ComplianceRecord"]
@@ -52,6 +53,7 @@ class Workspace(
     JobsMixin,
     PredictionsMixin,
     ReportsMixin,
+    SchedulesMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 

@@ -48,7 +48,7 @@ class DecisionsMixin(WorkspaceCore):
             lifecycle.check_not_author(self.principal, move, ref, version.author)
             target = lifecycle.next_status(move, version.status, ref)
             text = lifecycle.check_findings(move, ref, findings)
-            validation_id = None
+            validation_id = report_id = None
             if move == "approve":
                 validations = list(
                     s.scalars(
@@ -60,9 +60,10 @@ class DecisionsMixin(WorkspaceCore):
                 lifecycle.check_validated(
                     ref, version.artifact_sha256, [v.artifact_sha256 for v in validations]
                 )
-                validation_id = next(
-                    v.id for v in validations if v.artifact_sha256 == version.artifact_sha256
+                rests_on = next(
+                    v for v in validations if v.artifact_sha256 == version.artifact_sha256
                 )
+                validation_id, report_id = rests_on.id, rests_on.report_id
                 state = self._compliance_state(s, version)  # type: ignore[attr-defined]
                 lifecycle.check_compliance(ref, state.tier, state.score.missing_mandatory)
                 self._verify_artifact(move, ref, version)
@@ -88,20 +89,29 @@ class DecisionsMixin(WorkspaceCore):
                 findings=text,
                 artifact_sha256=version.artifact_sha256,
                 validation=validation_id,
+                **({"report": report_id} if report_id is not None else {}),
             )
-            return views.Approval.of(ref, approval)
+            return views.Approval.of(ref, approval, report_id)
 
     def approvals(self, ref: str) -> list[views.Approval]:
         """Decisions recorded on a version, oldest first."""
         self._authorize("model.view", ref)
         with self._read() as s:
             version = self._version_row(s, ref)
-            rows = s.scalars(
-                select(t.Approval)
-                .where(t.Approval.model_version_id == version.id)
-                .order_by(t.Approval.id)
+            rows = list(
+                s.scalars(
+                    select(t.Approval)
+                    .where(t.Approval.model_version_id == version.id)
+                    .order_by(t.Approval.id)
+                )
             )
-            return [views.Approval.of(ref, r) for r in rows]
+            ids = {r.validation_id for r in rows if r.validation_id is not None}
+            reports: dict[int, int | None] = {}
+            if ids:
+                query = select(t.Validation.id, t.Validation.report_id)
+                for vid, rid in s.execute(query.where(t.Validation.id.in_(ids))):
+                    reports[vid] = rid
+            return [views.Approval.of(ref, r, reports.get(r.validation_id)) for r in rows]
 
     def deploy(self, ref: str, *, name: str, size: str = "small") -> views.Deployment:
         """Deploy an approved version under deployment ``name`` (state only; serving comes later).

@@ -6,6 +6,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,44 @@ from .core import WorkspaceCore
 if TYPE_CHECKING:
     from ..ml.artifact import LoadedModel
     from ..ml.automl import TrainingRun
+    from ..ml.validation import ValidationResult
 
 # Verified, loaded models by manifest hash, most recently used last (AutoGluon predictors take
 # seconds to load); bounded so a long-lived notebook or server does not keep every version.
 _LOADED: OrderedDict[str, LoadedModel] = OrderedDict()
 _CACHE_SIZE = 8
 _CACHE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ValidationRun:
+    """One computed (not yet recorded) platform validation and everything it ran on."""
+
+    ref: str
+    dataset: str
+    artifact_sha256: str
+    template: str | None
+    thresholds: dict[str, float]
+    protected: tuple[str, ...]
+    training: str | None  # the training dataset version (the drift baseline's data)
+    input_schema: dict[str, Any]  # the artifact's input schema (training dtypes, ranges)
+    baseline: dict[str, Any] | None  # the training data's profile
+    model: Any  # the hash-verified LoadedModel
+    data: Any  # the dataset version as a DataFrame
+    result: ValidationResult
+
+    @property
+    def breaches(self) -> list[str]:
+        return list(self.result.breaches)
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.result.breaches else "passed"
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """What a Validation row keeps: the result's details and the breaches."""
+        return {**self.result.details, "breaches": list(self.result.breaches)}
 
 
 class ModelsMixin(WorkspaceCore):
@@ -213,36 +246,106 @@ class ModelsMixin(WorkspaceCore):
         if status not in {"passed", "failed"}:
             raise InvalidInput(f"validation status must be passed or failed, got {status!r}")
         with self._write() as s:
-            version = self._version_row(s, ref)
-            if artifact_sha256 != version.artifact_sha256:
-                raise IntegrityError(
-                    f"validation refused for {ref}: it ran on artifact {artifact_sha256[:12]}…, "
-                    f"the registered artifact is {version.artifact_sha256[:12]}…"
-                )
-            dataset_id = self._dataset_version_row(s, dataset).id if dataset else None
-            row = t.Validation(
-                model_version_id=version.id,
-                artifact_sha256=artifact_sha256,
-                dataset_version_id=dataset_id,
-                status=status,
-                metrics=metrics,
-                details=details or {},
-                run_by=self.principal.name,
-                requested_by=requested_by,
-            )
-            s.add(row)
-            s.flush()
-            self._event(
+            return self._add_validation(
                 s,
-                "validation.record",
                 ref,
-                validation=row.id,
                 artifact_sha256=artifact_sha256,
+                metrics=metrics,
                 dataset=dataset,
                 status=status,
-                metrics=metrics,
+                details=details or {},
+                requested_by=requested_by,
+                report_id=None,
             )
-            return self._validation_view(s, ref, row)
+
+    def _add_validation(
+        self,
+        s,
+        ref: str,
+        *,
+        artifact_sha256: str,
+        metrics: dict[str, float],
+        dataset: str | None,
+        status: str,
+        details: dict[str, Any],
+        requested_by: str | None,
+        report_id: int | None,
+    ) -> views.Validation:
+        """Write a validation row and its ``validation.record`` event in the caller's
+        transaction (``record_validation``, or the finishing of a validation report)."""
+        version = self._version_row(s, ref)
+        if artifact_sha256 != version.artifact_sha256:
+            raise IntegrityError(
+                f"validation refused for {ref}: it ran on artifact {artifact_sha256[:12]}…, "
+                f"the registered artifact is {version.artifact_sha256[:12]}…"
+            )
+        dataset_id = self._dataset_version_row(s, dataset).id if dataset else None
+        row = t.Validation(
+            model_version_id=version.id,
+            artifact_sha256=artifact_sha256,
+            dataset_version_id=dataset_id,
+            status=status,
+            metrics=metrics,
+            details=details,
+            run_by=self.principal.name,
+            requested_by=requested_by,
+            report_id=report_id,
+        )
+        s.add(row)
+        s.flush()
+        extra = {"report": report_id} if report_id is not None else {}
+        self._event(
+            s,
+            "validation.record",
+            ref,
+            validation=row.id,
+            artifact_sha256=artifact_sha256,
+            dataset=dataset,
+            status=status,
+            metrics=metrics,
+            **extra,
+        )
+        return self._validation_view(s, ref, row)
+
+    def validation_run(self, ref: str, *, dataset: str) -> ValidationRun:
+        """Compute, without recording, the platform's validation of ``ref`` on ``dataset``.
+
+        Exactly what ``validate`` computes and records (same code, same seed): the validation
+        report's run shows these numbers and the platform records them, linked to the report.
+        Returns the loaded (hash-verified) model, the data, the training baseline and schema,
+        the protected columns, the template's thresholds and the result.
+        """
+        with self._read() as s:
+            author = self._version_row(s, ref).author
+        self._authorize("model.analyse", ref, owner=author)
+        return self._validation_run(ref, dataset)
+
+    def _validation_run(self, ref: str, dataset: str) -> ValidationRun:
+        from ..ml.validation import run_validation
+        from .training import protected_columns
+
+        with self._read() as s:
+            version = self._version_row(s, ref)
+            sha, input_schema = version.artifact_sha256, dict(version.input_schema or {})
+            template = s.get(t.Model, version.model_id).template
+            baseline = self._baseline_profile(s, version)
+            protected = protected_columns(version.lineage, template)
+            training = ((version.lineage or {}).get("datasets") or [{}])[0].get("ref")
+        loaded = self._load_model(ref)
+        frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
+        chosen = policy.template(template) if template else None
+        thresholds = dict(chosen.thresholds) if chosen else {}
+        result = run_validation(
+            loaded,
+            frame,
+            baseline_profile=baseline,
+            protected=protected,
+            thresholds=thresholds,
+        )
+        return ValidationRun(
+            ref, dataset, sha, template, thresholds, tuple(protected), training, input_schema,
+            baseline, loaded, frame, result,
+        )
 
     def validate(self, ref: str, *, dataset: str) -> views.Validation:
         """Have the platform validate ``ref`` on a dataset version (run here, in process).
@@ -258,37 +361,21 @@ class ModelsMixin(WorkspaceCore):
     def _validate(self, ref: str, dataset: str, *, requested_by: str | None) -> views.Validation:
         """``validate``'s work. ``requested_by`` given: the platform runs a validation job that
         person submitted (authorised at submission); None: the caller asks, authorised here."""
-        from ..ml.validation import run_validation
-        from .training import protected_columns
-
         with self._read() as s:
-            version = self._version_row(s, ref)
-            author, sha = version.author, version.artifact_sha256
-            template = s.get(t.Model, version.model_id).template
-            baseline = self._baseline_profile(s, version)
-            protected = protected_columns(version.lineage, template)
+            author = self._version_row(s, ref).author
         if requested_by is None:
             self._authorize("validation.request", ref, owner=author)
         else:  # only the platform runs a validation on someone's behalf
             self._authorize("validation.record", ref)
-        loaded = self._load_model(ref)
-        frame = self.load_dataset(dataset)  # type: ignore[attr-defined]
-        chosen = policy.template(template) if template else None
-        result = run_validation(
-            loaded,
-            frame,
-            baseline_profile=baseline,
-            protected=protected,
-            thresholds=dict(chosen.thresholds) if chosen else {},
-        )
+        run = self._validation_run(ref, dataset)
         platform = self._as_platform()
         return platform.record_validation(  # type: ignore[attr-defined]
             ref,
-            artifact_sha256=sha,
-            metrics=result.metrics,
+            artifact_sha256=run.artifact_sha256,
+            metrics=run.result.metrics,
             dataset=dataset,
-            status="failed" if result.breaches else "passed",
-            details={**result.details, "breaches": result.breaches},
+            status=run.status,
+            details=run.details,
             requested_by=requested_by or self.principal.name,
         )
 
@@ -362,6 +449,7 @@ class ModelsMixin(WorkspaceCore):
             row.requested_by,
             row.created_at,
             row.details,
+            row.report_id,
         )
 
     def _dataset_lineage(self, s, ref: str) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class ReportsMixin(WorkspaceCore):
         until: date | datetime | str | None = None,
         month: str | None = None,
         deployment: str | None = None,
+        dataset: str | None = None,
         timeout: int = DEFAULT_TIMEOUT,
         requested_by: str | None = None,
         job_id: int | None = None,
@@ -84,7 +85,11 @@ class ReportsMixin(WorkspaceCore):
 
         ``compliance`` takes ``subject`` (a model version, NAME:VERSION); ``audit`` takes
         ``since`` and ``until`` (UTC dates, ``until`` inclusive, or ISO date-times) or ``month``
-        (YYYY-MM); ``drift`` takes a ``deployment`` and a period. ``timeout`` limits each cell
+        (YYYY-MM); ``drift`` takes a ``deployment`` and a period; ``validation`` takes a
+        ``subject`` and the labelled ``dataset`` version (NAME:VERSION) it scores, and when the
+        report is done the platform records the validation its run computed, linked to the
+        report (``Validation.report_id``), which is what an approval then rests on.
+        ``timeout`` limits each cell
         of the run, in seconds. ``requested_by`` is for the job runner, which runs as the
         platform on a person's behalf.
         Raises PermissionDenied, InvalidInput, NotFound, ReportFailed (the template raised or
@@ -94,7 +99,9 @@ class ReportsMixin(WorkspaceCore):
 
         spec = kind_of(kind)
         self._authorize("report.generate", f"a {spec.name} report")
-        for action in spec.requires:
+        # The platform's job runner acts for a person whose reads were checked at submission.
+        asking = () if self.principal.role is Role.PLATFORM else spec.requires
+        for action in asking:
             if roles.grant(self.principal.role, action) is not Grant.ALLOW:
                 raise PermissionDenied(
                     f"permission denied: {self.principal} may not have the platform make a "
@@ -105,7 +112,9 @@ class ReportsMixin(WorkspaceCore):
             raise InvalidInput(
                 f"a report's time limit is whole seconds from 1 to 86400, got {timeout!r}"
             )
-        params, period = self._report_params(spec, subject, since, until, month, deployment)
+        params, period = self._report_params(
+            spec, subject, since, until, month, deployment, dataset
+        )
         if requested_by and self.principal.role is not Role.PLATFORM:
             raise PermissionDenied(
                 f"permission denied: {self.principal} may not make a report on behalf of "
@@ -147,10 +156,13 @@ class ReportsMixin(WorkspaceCore):
                 report_id, spec, params, period, title, requester, f"nxg_{report_id}_{secret}",
                 timeout,
             )
+            validation = _validation_of(summary, params) if params.get("dataset_ref") else None
+            return self._report_done(
+                report_id, html, notebook, summary, template_sha, requester, validation
+            )
         except BaseException as exc:
             self._report_failed(report_id, exc)
             raise
-        return self._report_done(report_id, html, notebook, summary, template_sha, requester)
 
     def _run_report(
         self,
@@ -193,6 +205,8 @@ class ReportsMixin(WorkspaceCore):
             facts.append(("Model version", params["model_ref"]))
         if params.get("deployment"):
             facts.append(("Deployment", params["deployment"]))
+        if params.get("dataset_ref"):
+            facts.append(("Dataset version", params["dataset_ref"]))
         if summary.get("artifact_sha256"):
             facts.append(("Artifact SHA-256", summary["artifact_sha256"]))
         facts.append(
@@ -228,6 +242,7 @@ class ReportsMixin(WorkspaceCore):
         summary: dict[str, Any],
         template_sha: str,
         requester: str,
+        validation: dict[str, Any] | None = None,
     ) -> views.Report:
         nb_uri, nb_sha = self._store.put_bytes(notebook, f"reports/{report_id}/report.ipynb")
         html_uri, html_sha = self._store.put_bytes(html, f"reports/{report_id}/report.html")
@@ -241,6 +256,14 @@ class ReportsMixin(WorkspaceCore):
             row.grant_sha256 = None
             row.finished_at = t.utcnow()
             s.flush()
+            if validation is not None:
+                # The numbers the report shows become the platform's validation record, in the
+                # same transaction as the report itself: one cannot exist without the other.
+                made = self._as_platform()._add_validation(  # type: ignore[attr-defined]
+                    s, row.subject_ref, report_id=report_id, requested_by=requester,
+                    **validation,
+                )
+                row.summary = {**summary, "validation_id": made.id}
             self._event(
                 s,
                 "report.make",
@@ -275,6 +298,7 @@ class ReportsMixin(WorkspaceCore):
         until: date | datetime | str | None,
         month: str | None,
         deployment: str | None = None,
+        dataset: str | None = None,
     ) -> tuple[dict[str, Any], tuple[datetime | None, datetime | None]]:
         params: dict[str, Any] = {}
         if spec.deployment:
@@ -296,6 +320,16 @@ class ReportsMixin(WorkspaceCore):
                 params["model_ref"] = format_ref(*_name_version(self._version_row(s, subject)))
         elif subject:
             raise InvalidInput(f"a {spec.name} report takes no subject, got {subject!r}")
+        if getattr(spec, "dataset", False):
+            if not dataset:
+                raise InvalidInput(
+                    f"a {spec.name} report needs a labelled dataset version (NAME:VERSION)"
+                )
+            with self._read() as s:
+                row = self._dataset_version_row(s, dataset)  # type: ignore[attr-defined]
+                params["dataset_ref"] = format_ref(row.dataset.name, row.version)
+        elif dataset:
+            raise InvalidInput(f"a {spec.name} report takes no dataset, got {dataset!r}")
         if not spec.period:
             if since or until or month:
                 raise InvalidInput(f"a {spec.name} report takes no period; it shows the record now")
@@ -315,6 +349,8 @@ class ReportsMixin(WorkspaceCore):
         return params, (start, end)
 
     def _report_title(self, spec: Any, params: dict[str, Any], month: str | None) -> str:
+        if params.get("model_ref") and params.get("dataset_ref"):
+            return f"{spec.title}: {params['model_ref']} on {params['dataset_ref']}"
         if params.get("model_ref"):
             return f"{spec.title}: {params['model_ref']}"
         what = f"{params['deployment']}, " if params.get("deployment") else ""
@@ -517,7 +553,7 @@ class ReportsMixin(WorkspaceCore):
         own versions)."""
         row = s.get(t.Report, report_id)
         owner = None
-        if row is not None and row.subject_ref and row.kind == "compliance":
+        if row is not None and row.subject_ref and row.kind in ("compliance", "validation"):
             try:
                 owner = self._version_row(s, row.subject_ref).author
             except NotFound:
@@ -555,6 +591,30 @@ def _subject_of(params: dict[str, Any]) -> str | None:
     if params.get("deployment"):
         return f"deployment:{params['deployment']}"
     return None
+
+
+def _validation_of(summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The validation a validation report's run computed, from its summary, checked to be about
+    what was asked (ReportFailed otherwise: then neither the report nor a validation is kept)."""
+    found = summary.get("validation")
+    if not isinstance(found, dict):
+        raise ReportFailed("the validation report's run showed no validation result")
+    for key, wanted in (("model_ref", params.get("model_ref")),
+                        ("dataset", params.get("dataset_ref"))):
+        if found.get(key) != wanted:
+            raise ReportFailed(
+                f"the validation report's run describes {key} {found.get(key)!r}, not {wanted!r}"
+            )
+    status = found.get("status")
+    if status not in ("passed", "failed") or not isinstance(found.get("metrics"), dict):
+        raise ReportFailed("the validation report's run showed no status and metrics")
+    return {
+        "artifact_sha256": str(found.get("artifact_sha256")),
+        "metrics": found["metrics"],
+        "dataset": params["dataset_ref"],
+        "status": status,
+        "details": dict(found.get("details") or {}),
+    }
 
 
 def _name_version(row: t.ModelVersion) -> tuple[str, int]:

@@ -167,6 +167,8 @@ class Validation:
     requested_by: str | None
     created_at: datetime
     details: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: The platform-made validation report these numbers come from (None: run in process).
+    report_id: int | None = None
 
     def _repr_html_(self) -> str:
         from ..jupyter.display import validation_html
@@ -182,11 +184,15 @@ class Approval:
     approver: str
     artifact_sha256: str
     created_at: datetime
+    #: The platform validation an approval rests on, and the validation report it came from.
+    validation_id: int | None = None
+    report_id: int | None = None
 
     @classmethod
-    def of(cls, ref: str, row: t.Approval) -> Approval:
+    def of(cls, ref: str, row: t.Approval, report_id: int | None = None) -> Approval:
         return cls(
-            ref, row.decision, row.findings, row.approver, row.artifact_sha256, row.created_at
+            ref, row.decision, row.findings, row.approver, row.artifact_sha256, row.created_at,
+            row.validation_id, report_id,
         )
 
     def _repr_html_(self) -> str:

@@ -185,7 +185,7 @@ def test_story_every_subcommand_returns_its_object(ip, stack, german, capsys):
     for section, fields in demo_compliance().items():
         record.set(section, fields)
 
-    ip.run_cell("val = %nexml validate mv --data holdout")
+    ip.run_cell("val = %nexml validate mv --data holdout --now")
     val = ip.user_ns["val"]
     assert isinstance(val, views.Validation)
     assert (val.ref, val.dataset, val.run_by) == ("credit-risk:1", "credit-holdout:1",

@@ -205,6 +205,33 @@ def _inv_report_view(w, ws, author):
     assert made.id in {r.id for r in ws.reports()}
 
 
+def _inv_schedule_view(w, ws, author):
+    name = w.unique("sched")
+    w.stack.mark.add_schedule(name, "0 6 * * *", "selftest", {"seconds": 0})
+    assert name in {s.name for s in ws.schedules()}
+    assert ws.schedule(name).kind == "selftest" and ws.schedule_fires(name) == []
+
+
+def _inv_schedule_manage(w, ws, author):
+    name = w.unique("sched")
+    assert ws.add_schedule(name, "0 6 * * *", "selftest", {"seconds": 0}).enabled
+    assert not ws.disable_schedule(name).enabled
+    assert ws.enable_schedule(name).enabled
+    assert ws.remove_schedule(name).name == name
+
+
+def _inv_schedule_run(w, ws, author):
+    from datetime import timedelta
+
+    from nexml_ext.jobs.schedules import Scheduler, utc_now
+
+    name = w.unique("sched")
+    w.stack.admin.add_schedule(name, "0 6 * * *", "selftest", {"seconds": 0},
+                               now=utc_now() - timedelta(days=2))
+    fired = Scheduler(ws).run_once()
+    assert name in {f.schedule for f in fired}
+
+
 INVOKERS = {
     name.removeprefix("_inv_").replace("_", ".", 1): fn
     for name, fn in dict(globals()).items()
