@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, select, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from ..governance.audit import GENESIS
+from ..errors import NexmlError
+from ..governance.audit import (
+    CHANGED,
+    GENESIS,
+    RowPlan,
+    VerifyResult,
+    Walk,
+    record_hash,
+    scan_rows,
+)
 from . import tables as t
 
 
@@ -40,3 +58,391 @@ def chain_record(row: t.Event | t.PredictionRecord) -> dict[str, Any]:
         for column in row.__table__.columns
         if column.name not in _NOT_HASHED
     }
+
+
+# --- fast verification: the canonical bytes of each record, assembled by the database ----------
+#
+# See governance/audit.py ("fast verification of raw stored rows") for why this is sound. Here:
+# the SQL that turns each hashed column into its canonical-JSON token, per backend. Each token
+# expression yields NULL for a stored value it cannot vouch for (another storage type, a time
+# outside the one stored format, ...); such a row is assembled into nothing and decided by the
+# exact path, as is any row whose assembled bytes do not hash to its stored hash.
+
+#: Chains with at least this many records are verified by several processes, each walking its
+#: own range of sequence numbers: ``PROCESSES`` of them, or one per CPU (at most four).
+PARALLEL_FROM = 200_000
+PROCESSES: int | None = None
+_FETCH = 2_000
+_LOWER = "/*lower*/"
+
+
+def hashed_columns(table: Any) -> list[Any]:
+    """The columns a record's hash covers, in canonical (sorted) key order."""
+    return sorted(
+        (c for c in table.columns if c.name not in _NOT_HASHED), key=lambda c: c.name
+    )
+
+
+def _kind(column: Any) -> str | None:
+    kinds = (
+        (Boolean, "bool"),
+        (JSON, "json"),
+        (DateTime, "time"),
+        (Float, "float"),
+        (Integer, "int"),
+        (String, "text"),
+    )
+    return next((kind for cls, kind in kinds if isinstance(column.type, cls)), None)
+
+
+def _sqlite_token(kind: str, c: str) -> str:
+    """SQLite: the token as UTF-8 text (cast to BLOB by the caller), NULL when unsure.
+
+    Each token is canonical JSON's spelling of a value of the column's own storage type, or
+    NULL; none can hold the two characters `,"` (governance/audit.py says why that matters):
+    SQLite keeps any type in any column, so each stored type is checked.
+    """
+    if kind == "text":
+        # json_quote escapes exactly as json.dumps(ensure_ascii=False) and gives null for
+        # NULL; a number stored here comes out unquoted, never equal to a string's token (a
+        # BLOB makes the query fail: walk_range then takes the exact path).
+        return f"json_quote({c})"
+    if kind == "int":
+        return f"CASE typeof({c}) WHEN 'integer' THEN {c} WHEN 'null' THEN 'null' END"
+    if kind == "bool":
+        return (
+            f"CASE WHEN {c} IS NULL THEN 'null' WHEN typeof({c}) = 'integer' THEN "
+            f"CASE {c} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END END"
+        )
+    if kind == "float":  # formatted in Python; anything but a REAL or NULL fails there
+        return f"CASE typeof({c}) WHEN 'real' THEN {c} WHEN 'null' THEN NULL ELSE X'' END"
+    if kind == "time":
+        # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff': 26 characters, a space at the 11th.
+        # Any other text yields a token no canonical time equals (or NULL), and none with a
+        # double quote passes, so no token holds `,"`.
+        return (
+            f"CASE WHEN typeof({c}) = 'text' AND length({c}) = 26 AND substr({c}, 11, 1) = ' ' "
+            f"AND instr({c}, '\"') = 0 THEN '\"' || replace({c}, ' ', 'T') || 'Z\"' "
+            f"WHEN {c} IS NULL THEN 'null' END"
+        )
+    assert kind == "json"  # the stored text itself
+    return f"CASE typeof({c}) WHEN 'text' THEN {c} WHEN 'null' THEN 'null' END"
+
+
+def _pg_token(kind: str, c: str) -> str:
+    """PostgreSQL: the token as text, NULL when unsure."""
+    if kind == "text":  # to_json escapes exactly as json.dumps(ensure_ascii=False)
+        return f"coalesce(to_json({c})::text, 'null')"
+    if kind == "int":
+        return f"coalesce({c}::text, 'null')"
+    if kind == "float":  # formatted in Python from the float8
+        return c
+    if kind == "bool":
+        return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END"
+    if kind == "time":  # four-digit AD years only: to_char drops the era
+        return (
+            f"CASE WHEN {c} IS NULL THEN 'null' WHEN {c} >= '1000-01-01' AND "
+            f"{c} < '10000-01-01' THEN "
+            f"'\"' || to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"' END"
+        )
+    assert kind == "json"  # json keeps its input text verbatim
+    return f"coalesce({c}::text, 'null')"
+
+
+@dataclass(frozen=True)
+class FastQuery:
+    """A chain's raw rows, ``(id, seq, prev_hash, hash, *slots)`` in seq order, and the plan
+    that assembles each into its record's canonical bytes."""
+
+    backend: str
+    sql: str  # with _LOWER where a range's "AND seq >= n" goes
+    plan: RowPlan
+
+    def statement(self, start: int | None) -> str:
+        return self.sql.replace(_LOWER, "" if start is None else f" AND seq >= {int(start)}")
+
+
+def fast_query(
+    table: Any, backend: str, where: tuple[str, int] | None = None
+) -> FastQuery | None:
+    """The fast query of ``table``'s rows (those whose column ``where[0]`` equals the integer
+    ``where[1]``), or None when a hashed column has a type the fast path does not know (then
+    only the exact path verifies). The database concatenates each run of keys and tokens
+    between float columns into one slot; floats are left to Python.
+    """
+    if backend not in ("sqlite", "postgresql"):
+        return None
+    columns = hashed_columns(table)
+    kinds = [_kind(c) for c in columns]
+    if None in kinds:
+        return None
+    token = _pg_token if backend == "postgresql" else _sqlite_token
+    slots: list[str] = []  # SQL of each slot
+    floats: list[int] = []
+    template: list[str] = []
+    run: list[str] = []  # SQL of keys and tokens not yet in a slot
+    separators = []
+
+    def flush() -> None:
+        if run:
+            slots.append(_as_bytes(backend, _concat(backend, run)))
+            template.append("%b")
+            run.clear()
+
+    for i, (column, kind) in enumerate(zip(columns, kinds, strict=True)):
+        key = ("{" if i == 0 else ",") + json.dumps(column.name) + ":"
+        if i > 0 and kinds[i - 1] == "json":
+            separators.append(key.encode())
+        name = f'"{column.name}"'
+        run.append(_sql_text(key))
+        if kind == "float":  # formatted in Python: no SQL spells a float as repr() does
+            flush()
+            floats.append(len(slots))
+            slots.append(token(kind, name))
+            template.append("%r")
+        else:
+            run.append(token(kind, name))
+    run.append("'}'")
+    flush()
+    condition = "1 = 1" if where is None else f'"{where[0]}" = {int(where[1])}'
+    # Only the table's own names and an integer go into this SQL.
+    sql = f"SELECT id, seq, prev_hash, hash, {', '.join(slots)} FROM {table.name} "  # noqa: S608
+    sql += f"WHERE {condition}{_LOWER} ORDER BY seq"
+    plan = RowPlan("".join(template).encode(), tuple(floats), tuple(separators))
+    return FastQuery(backend, sql, plan)
+
+
+def _concat(backend: str, parts: list[str]) -> str:
+    """One text of ``parts``. PostgreSQL's concat() builds it at once (|| copies the growing
+    text at every step); it drops a NULL token, which leaves a key followed by `,` or `}`
+    where canonical JSON always has a token: such a run never hashes, as a NULL run would not."""
+    if backend == "postgresql":
+        return f"concat({', '.join(parts)})"
+    return " || ".join(parts)
+
+
+def _as_bytes(backend: str, sql: str) -> str:
+    """UTF-8 bytes of a text expression, so Python neither decodes nor re-encodes it."""
+    if backend == "postgresql":
+        return f"convert_to({sql}, 'UTF8')"
+    return f"CAST({sql} AS BLOB)"
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def chain_rows(s: Session, query: FastQuery, start: int | None) -> Iterator[tuple[Any, ...]]:
+    """Stream the fast query's rows (from seq ``start`` on) inside the session's transaction."""
+    dbapi = s.connection().connection.dbapi_connection
+    assert dbapi is not None
+    if query.backend == "postgresql":  # a server-side cursor: a chain need not fit in memory
+        cursor = dbapi.cursor(name="nexml_chain_scan", binary=True)
+        cursor.itersize = _FETCH
+    else:
+        cursor = dbapi.cursor()
+    try:
+        cursor.execute(query.statement(start))
+        while rows := cursor.fetchmany(_FETCH):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def exact_record(s: Session, model: type[t.Event] | type[t.PredictionRecord], row_id: Any):
+    """The record of row ``row_id`` as the ORM decodes it (the exact path), or None when the
+    stored row cannot be decoded at all (not JSON, a time out of range, ...)."""
+    try:
+        row = s.get(model, row_id)
+        return None if row is None else chain_record(row)
+    except (ValueError, TypeError, OverflowError, DataError):
+        return None
+
+
+def walk_range(
+    s: Session,
+    model: type[t.Event] | type[t.PredictionRecord],
+    where: tuple[str, int] | None,
+    start: int | None,
+    until: int | None,
+) -> tuple[Walk, bool]:
+    """Verify records ``start``..``until`` of a chain (None: from its first, to its last
+    stored record). Returns the walk and whether it reached ``until`` (False: the stored
+    records ran out first, or the walk failed)."""
+    backend = s.get_bind().dialect.name
+    query = fast_query(model.__table__, backend, where)
+    if start is None or start <= 1:
+        walk = Walk()
+    else:
+        before = select(model.hash).where(model.seq == start - 1)
+        if where is not None:
+            before = before.where(model.__table__.c[where[0]] == where[1])
+        walk = Walk(start, s.scalar(before) or "(record missing)")
+    if query is not None and backend == "postgresql" and _json_enforced(s, model.__table__):
+        # Every JSON column's text is valid JSON (the json type refuses anything else), so
+        # the assembled record parses one way only: no column boundary can shift.
+        query = replace(query, plan=replace(query.plan, separators=()))
+    if query is not None:
+        fast = Walk(walk.expected, walk.last)
+        try:
+            scan_rows(
+                chain_rows(s, query, start),
+                query.plan,
+                lambda row_id: exact_record(s, model, row_id),
+                fast,
+                until,
+            )
+        except sqlite3.Error:  # a value the fast query cannot spell (a BLOB in a text column)
+            query = None
+        else:
+            walk = fast
+    if query is None:  # the exact path only
+        rows = select(model).order_by(model.seq)
+        if where is not None:
+            rows = rows.where(model.__table__.c[where[0]] == where[1])
+        if start is not None:
+            rows = rows.where(model.seq >= start)
+        for row in s.scalars(rows.execution_options(yield_per=1000)):
+            if until is not None and walk.expected > until:
+                break
+            if not walk.link(row.seq, row.prev_hash):
+                break
+            if not _exact_ok(walk.last, chain_record(row), row.hash):
+                walk.fail(row.seq, CHANGED)
+                break
+            walk.step(row.hash)
+    return walk, walk.ok and until is not None and walk.expected > until
+
+
+def _exact_ok(prev: str, record: dict[str, Any], hash_: str) -> bool:
+    try:
+        return record_hash(prev, record) == hash_
+    except (TypeError, ValueError):  # a stored value no canonical JSON can hold
+        return False
+
+
+def _json_enforced(s: Session, table: Any) -> bool:
+    """PostgreSQL: whether every JSON column of ``table`` really is of type json or jsonb."""
+    wanted = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    found = s.execute(
+        text(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = :table"
+        ),
+        {"table": table.name},
+    )
+    types = {name: kind for name, kind in found}
+    return all(types.get(name) in ("json", "jsonb") for name in wanted)
+
+
+def verify_chain(
+    s: Session,
+    url: str,
+    chain: str,
+    model: type[t.Event] | type[t.PredictionRecord],
+    where: tuple[str, int] | None,
+    head: tuple[int, str] | None,
+) -> VerifyResult:
+    """Verify one chain; long chains are split into consecutive ranges walked in parallel.
+
+    Worker processes walk all ranges but the last, which is walked here, in the caller's
+    transaction, so the head and the end of the chain (with anything stored beyond the head)
+    are read in one snapshot; the earlier ranges hold committed records only, which nothing
+    legitimate changes. The verdict is the one a single walk would give: the first failing
+    range names the first bad record, and a range whose records run out ends the chain there.
+    """
+    size = head[0] if head is not None else 0
+    processes = PROCESSES or min(4, len(os.sched_getaffinity(0)))
+    if size < PARALLEL_FROM or processes < 2:
+        walk, _ = walk_range(s, model, where, None, None)
+        return walk.result(chain, head)
+    bounds = [size * i // processes for i in range(processes + 1)]
+    workers = [
+        _Worker(url, model.__name__, where, None if i == 0 else bounds[i] + 1, bounds[i + 1])
+        for i in range(processes - 1)
+    ]
+    try:
+        last, _ = walk_range(s, model, where, bounds[-2] + 1, None)
+        walks = [worker.result() for worker in workers]
+    finally:
+        for worker in workers:
+            worker.stop()
+    before = 0
+    for walk, reached in walks:
+        if not reached:
+            return walk.result(chain, head, before)
+        before += walk.count
+    return last.result(chain, head, before)
+
+
+class _Worker:
+    """A range walked by ``python -m nexml_ext.store.chains`` in a process of its own.
+
+    A plain new interpreter, not multiprocessing: a forked child would share SQLite's lock
+    state with this process, and multiprocessing's spawn re-imports the caller's main script.
+    The request (with the database URL) goes through stdin, never the command line.
+    """
+
+    def __init__(
+        self, url: str, model: str, where: tuple[str, int] | None, start: int | None, until: int
+    ) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "nexml_ext.store.chains"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        request = {"url": url, "model": model, "where": where, "start": start, "until": until}
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(request).encode())
+        self._process.stdin.close()
+        self._process.stdin = None  # sent: communicate() only reads
+
+    def result(self) -> tuple[Walk, bool]:
+        out, err = self._process.communicate()
+        if self._process.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["no message"]
+            raise NexmlError(f"audit verification worker failed: {lines[-1]}")
+        answer = json.loads(out)
+        walk = Walk(answer["expected"], answer["last"])
+        walk.count = answer["count"]
+        if answer["bad_seq"] is not None:
+            walk.fail(answer["bad_seq"], answer["problem"])
+        return walk, answer["reached"]
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def _walk_requested_range() -> None:
+    """The worker's side of :class:`_Worker`."""
+    from .database import Database
+
+    request = json.loads(sys.stdin.read())
+    db = Database(request["url"])
+    try:
+        with db.read() as s:
+            where = tuple(request["where"]) if request["where"] else None
+            walk, reached = walk_range(
+                s, getattr(t, request["model"]), where, request["start"], request["until"]
+            )
+    finally:
+        db.dispose()
+    answer = {
+        "expected": walk.expected,
+        "last": walk.last,
+        "count": walk.count,
+        "bad_seq": walk.bad_seq,
+        "problem": walk.problem,
+        "reached": reached,
+    }
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    _walk_requested_range()

@@ -8,6 +8,8 @@ a writer. On PostgreSQL the optimistic ``revision`` columns and the chain-head r
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,13 @@ from ..errors import Conflict, NotInitialised, SchemaOutOfDate
 MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE = "nexml_write"
 
+#: How JSON columns are written: no whitespace, UTF-8 text, keys in the value's own order —
+#: ``governance.audit.canonical_json`` without its sorting. Chained rows hold values that went
+#: through canonical JSON already (keys sorted at every level), so their stored JSON text is
+#: byte for byte what their hash covers, and verification hashes it without decoding
+#: (``store.chains``); every other table keeps its keys in the order they were given.
+json_serializer = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
 
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs (SQLAlchemy would pick psycopg2)."""
@@ -40,10 +49,14 @@ def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=json_serializer)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 60, "check_same_thread": False},
+        json_serializer=json_serializer,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
