@@ -13,6 +13,7 @@ If a shared transaction fails, each submission in it is retried alone, so one ba
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -254,7 +255,13 @@ def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:
         values[column] = json.loads(canonical_json(values[column]))
     for column in ("confidence", "latency_ms"):
         if values[column] is not None:
-            values[column] = float(values[column])
+            number = float(values[column])
+            # SQLite stores NaN as NULL and -0.0 as 0.0: what is stored must be what is hashed.
+            if not math.isfinite(number):
+                raise InvalidInput(
+                    f"prediction record {column} must be a finite number, got {number}"
+                )
+            values[column] = number + 0.0  # -0.0 becomes 0.0
     values["shadow"] = bool(values["shadow"])
     return values
 

@@ -145,3 +145,19 @@ def test_close_drains_and_then_refuses(log):
     decision_log.close()
     with pytest.raises(Exception, match="closed"):
         decision_log.submit([_record(ids[1], version_id)])
+
+
+def test_float_columns_store_what_is_hashed(log):
+    """SQLite keeps neither NaN (NULL) nor the sign of -0.0: a record must not hash what the
+    store cannot keep, or it would break its own chain."""
+    stack, db, decision_log, ids, version_id = log
+    receipt = decision_log.submit([_record(ids[0], version_id, confidence=-0.0, latency_ms=-0.0)])
+    with db.read() as s:
+        row = s.scalars(
+            select(t.PredictionRecord).where(t.PredictionRecord.request_id == receipt[0].request_id)
+        ).one()
+        assert (row.confidence, row.latency_ms) == (0.0, 0.0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidInput, match="confidence must be a finite number"):
+            decision_log.submit([_record(ids[0], version_id, confidence=bad)])
+    assert stack.cora.audit.verify().ok
