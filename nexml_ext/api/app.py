@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import (
@@ -18,9 +19,10 @@ from ..errors import (
     NotFound,
     PermissionDenied,
 )
-from . import inference_v2, predict, probes
+from . import inference_v2, outcomes, predict, probes
 from .metrics import ServingMetrics
 from .middleware import ServingMiddleware
+from .schemas import ROUTE_KEY
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -52,11 +54,13 @@ def create_app(workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastA
     )
     app.state.gateway = gateway
     app.state.metrics = ServingMetrics(queue_depth=lambda: log.queue_depth)
-    app.include_router(predict.router)
+    app.include_router(predict.router, dependencies=ROUTE_KEY)
+    app.include_router(outcomes.router)
     app.include_router(inference_v2.router)
     app.include_router(probes.router)
     app.add_exception_handler(NexmlError, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _malformed)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_middleware(
         ServingMiddleware, metrics=app.state.metrics, max_body_bytes=max_body_bytes
     )
@@ -77,8 +81,19 @@ async def _refused(request: Request, exc: NexmlError) -> JSONResponse:
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), None)
     if status is None:
         raise exc  # not a refusal of the request: the per-request layer answers 500
-    fields = getattr(exc, "problems", None) if status == 422 else None
+    fields = getattr(exc, "problems", None) if status in (404, 422) else None
     return _problem(request, status, str(exc), fields)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """The framework's own refusals (unknown path, wrong method, an unreadable body) in the
+    same shape as ours; a body that cannot be parsed at all is malformed input, 422."""
+    if exc.status_code == 400:
+        why = f"request body is not valid JSON text in UTF-8 ({exc.detail})"
+        return _problem(request, 422, why, {"body": why})
+    response = _problem(request, exc.status_code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _malformed(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,11 +9,15 @@ deployment directly, bypassing the route's rules, and recorded with the caller's
 Inputs are columns: one tensor per input field, named as the field, shape ``[n]`` (or
 ``[n, 1]``), ``FP64``/``FP32``/``INT64``/``INT32`` for numbers, ``BOOL`` for booleans and
 ``BYTES`` (JSON strings) for categories and dates. Outputs are ``prediction``, ``probability``
-(binary models; ``score`` otherwise) and ``request_id`` (each row's record id), shape ``[n]``.
+(binary models; ``score`` otherwise) and ``request_id`` (each row's record id), shape ``[n]``,
+always as JSON data. Input data may also come with the binary tensor data extension (Triton's
+client does that by default): the middleware turns such a request into its JSON form with
+:func:`json_of_binary_request` before it is parsed.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -26,6 +30,7 @@ from ..workspace import views
 from .keys import caller_label, presented_key
 from .probes import store_ready
 from .schemas import (
+    ROUTE_KEY,
     InferRequest,
     InferResponse,
     InferTensor,
@@ -37,7 +42,14 @@ from .schemas import (
     TensorMetadata,
 )
 
-router = APIRouter(prefix="/v2", tags=["inference-v2"])
+# Standard clients (Triton's among them) send the JSON body with no Content-Type; recent FastAPI
+# refuses such bodies unless told not to (older versions parsed them as JSON anyway).
+_LENIENT = (
+    {"strict_content_type": False}
+    if "strict_content_type" in inspect.signature(APIRouter).parameters
+    else {}
+)
+router = APIRouter(prefix="/v2", tags=["inference-v2"], **_LENIENT)
 
 ERRORS = {
     401: {"model": Problem, "description": "No route accepting this key sends to the model."},
@@ -50,7 +62,7 @@ _DATATYPE = {"numeric": "FP64", "boolean": "BOOL"}  # anything else travels as B
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 def server_metadata() -> ServerMetadata:
-    return ServerMetadata(name="nexml-ext", version=__version__, extensions=[])
+    return ServerMetadata(name="nexml-ext", version=__version__, extensions=["binary_tensor_data"])
 
 
 @router.get("/health/live", response_model=Liveness, summary="Server liveness")
@@ -64,7 +76,12 @@ def ready(request: Request) -> Any:
     return JSONResponse(Readiness(ready=ok).model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/models/{name}", response_model=ModelMetadata, responses=ERRORS)  # type: ignore[arg-type]
+@router.get(
+    "/models/{name}",
+    response_model=ModelMetadata,
+    responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
+)
 def model_metadata(name: str, request: Request) -> ModelMetadata:
     """What the deployment's current version takes and returns (route key required)."""
     deployment = _authorised(request, name)
@@ -75,19 +92,41 @@ def model_metadata(name: str, request: Request) -> ModelMetadata:
     "/models/{name}/versions/{version}",
     response_model=ModelMetadata,
     responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
 )
 def version_metadata(name: str, version: str, request: Request) -> ModelMetadata:
     deployment = _authorised(request, name, version)
     return _metadata(request, deployment)
 
 
-@router.get("/models/{name}/ready", response_model=Readiness, responses=ERRORS)  # type: ignore[arg-type]
+@router.get(
+    "/models/{name}/ready",
+    response_model=Readiness,
+    responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
+)
 def model_ready(name: str, request: Request) -> Readiness:
     _authorised(request, name)
     return Readiness(ready=True)
 
 
-@router.post("/models/{name}/infer", response_model=InferResponse, responses=ERRORS)  # type: ignore[arg-type]
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    response_model=Readiness,
+    responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
+)
+def version_ready(name: str, version: str, request: Request) -> Readiness:
+    _authorised(request, name, version)
+    return Readiness(ready=True)
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
+)
 def infer(name: str, body: InferRequest, request: Request) -> InferResponse:
     """Score the rows the tensors hold with deployment ``name``, recording each."""
     return _infer(request, name, None, body)
@@ -97,6 +136,7 @@ def infer(name: str, body: InferRequest, request: Request) -> InferResponse:
     "/models/{name}/versions/{version}/infer",
     response_model=InferResponse,
     responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=ROUTE_KEY,
 )
 def infer_version(name: str, version: str, body: InferRequest, request: Request) -> InferResponse:
     return _infer(request, name, version, body)
@@ -233,3 +273,67 @@ def _invalid(message: str, problems: dict[str, str]) -> None:
     error = InvalidInput(f"{message}: " + "; ".join(f"{k!r}: {v}" for k, v in problems.items()))
     error.problems = problems  # type: ignore[attr-defined]
     raise error
+
+
+# --- the binary tensor data extension --------------------------------------------------------
+
+BINARY_HEADER = "inference-header-content-length"
+_ITEM = {
+    "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}
+
+
+def json_of_binary_request(body: bytes, header_length: str) -> bytes:
+    """The JSON-only form of an inference request using the binary tensor data extension: the
+    first ``header_length`` bytes are the JSON request, and each input with
+    ``parameters.binary_data_size`` has that many raw bytes next, in input order (little-endian
+    values; BYTES as 4-byte length-prefixed elements). Raises InvalidInput naming what is
+    wrong; nothing is scored then."""
+    import json
+
+    import numpy as np
+
+    try:
+        size = int(header_length)
+        request = json.loads(body[:size]) if 0 <= size <= len(body) else None
+    except ValueError:
+        request = None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        _invalid("binary inference request malformed", {
+            BINARY_HEADER: "must be the length of a JSON request object at the body's start",
+        })
+    offset, problems = size, {}
+    for tensor in request["inputs"]:
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+            continue
+        name = str(tensor.get("name"))
+        length = parameters.pop("binary_data_size")
+        datatype = tensor.get("datatype")
+        if not isinstance(length, int) or length < 0 or offset + length > len(body):
+            problems[name] = f"binary_data_size {length!r} does not fit the body"
+            break
+        raw = body[offset:offset + length]
+        offset += length
+        if datatype == "BYTES":
+            values, at = [], 0
+            while at + 4 <= len(raw):
+                n = int.from_bytes(raw[at:at + 4], "little")
+                values.append(raw[at + 4:at + 4 + n].decode("utf-8", errors="replace"))
+                at += 4 + n
+            if at != len(raw):
+                problems[name] = "BYTES data is not a sequence of length-prefixed elements"
+                continue
+        elif datatype in _ITEM and length % np.dtype(_ITEM[datatype]).itemsize == 0:
+            values = np.frombuffer(raw, dtype=_ITEM[datatype]).tolist()
+        else:
+            problems[name] = f"{length} bytes cannot hold {datatype} values"
+            continue
+        tensor["data"] = values
+    if not problems and offset != len(body):
+        problems[BINARY_HEADER] = f"{len(body) - offset} bytes after the last tensor"
+    if problems:
+        _invalid("binary tensor data malformed", problems)
+    return json.dumps(request).encode()

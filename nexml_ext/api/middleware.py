@@ -1,5 +1,6 @@
-"""Per-request plumbing, as one pure ASGI layer: a request id, the body-size limit, the last
-resort for unexpected failures, and the request metrics.
+"""Per-request plumbing, as one pure ASGI layer: a request id, the body-size limit, the
+Open Inference Protocol's binary tensor data turned into JSON, the last resort for unexpected
+failures, and the request metrics.
 
 Endpoints leave labels in ``request.state`` (``metric_route``, ``metric_version``); this layer
 records them when the response is sent, whatever the outcome.
@@ -16,6 +17,8 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import InvalidInput
+from .inference_v2 import BINARY_HEADER, json_of_binary_request
 from .metrics import NONE, ServingMetrics
 
 log = logging.getLogger("nexml_ext.api")
@@ -54,13 +57,24 @@ class ServingMiddleware:
 
         try:
             body = await self._read_body(scope, receive)
+            binary = _header(scope, BINARY_HEADER.encode())
             if body is None:
                 await _send_json(send_with_id, 413, {
                     "detail": f"request body larger than {self.max_body_bytes} bytes",
                     "request_id": request_id,
                 })
-            else:
-                await self.app(scope, _replay(body, receive), send_with_id)
+                return
+            if binary is not None and scope["path"].startswith("/v2/"):
+                try:
+                    body = json_of_binary_request(body, binary.decode("latin-1"))
+                except InvalidInput as exc:
+                    await _send_json(send_with_id, 422, {
+                        "detail": str(exc), "request_id": request_id, "error": str(exc),
+                        "fields": getattr(exc, "problems", None),
+                    })
+                    return
+                _carry_json_body(scope, len(body))
+            await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:
             log.exception("request %s failed", request_id)
             if sent_start:
@@ -102,6 +116,19 @@ class ServingMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope.get("headers", []) if key == name), None)
+
+
+def _carry_json_body(scope: Scope, length: int) -> None:
+    """Make ``scope``'s headers describe a JSON body of ``length`` bytes."""
+    dropped = {BINARY_HEADER.encode(), b"content-length", b"content-type"}
+    headers = [(k, v) for k, v in scope.get("headers", []) if k not in dropped]
+    headers += [(b"content-type", b"application/json"),
+                (b"content-length", str(length).encode())]
+    scope["headers"] = headers
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

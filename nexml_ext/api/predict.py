@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from ..errors import NotFound
 from ..workspace import views
 from .keys import caller_label, presented_key
-from .schemas import PredictedRow, PredictRequest, PredictResponse, Problem, Recorded
+from .schemas import PredictedRow, PredictRequest, PredictResponse, Problem, Recorded, RouteName
 
 router = APIRouter(tags=["predict"])
 
@@ -27,7 +27,7 @@ ERRORS = {
     responses=ERRORS,  # type: ignore[arg-type]
     summary="Score rows through a route",
 )
-def predict(route: str, body: PredictRequest, request: Request) -> PredictResponse:
+def predict(route: RouteName, body: PredictRequest, request: Request) -> PredictResponse:
     """Score ``inputs`` through ``route`` with the route key (``Authorization: Bearer <key>``
     or ``X-Route-Key``). Each row is answered by the deployment the route sends it to, and is
     a committed record in that deployment's decision chain before this returns."""

@@ -258,7 +258,10 @@ class LoadedModel:
     """A loaded artifact: schema validation, predictions, scores and explanations.
 
     Every scoring method runs ``validate`` first, so only the schema's columns reach the model;
-    extra columns (ids, protected attributes) are dropped, never refused.
+    extra columns (ids, protected attributes) are dropped, never refused. The sklearn flavour
+    scores batches of up to ``sklearn_compiled.MAX_ROWS`` rows through ``compiled`` (the pipeline
+    read into plain structures at load, checked there to score probe rows exactly as it does),
+    when it compiles; ``predict_proba_full`` always runs the pipeline itself.
     """
 
     def __init__(self, directory: Path, metadata: dict[str, Any], *, fast: bool = True) -> None:
@@ -276,10 +279,14 @@ class LoadedModel:
         self._predictor: Any = None
         self._estimator: Any = None
         self._native: NativeScorer | None = None
+        self.compiled: Any = None  # sklearn_compiled.CompiledPipeline: small batches, exact
         if self.flavour == "sklearn":
             import joblib
 
+            from .sklearn_compiled import compile_model
+
             self._estimator = joblib.load(self.directory / SKLEARN_PAYLOAD)
+            self.compiled = compile_model(self)
         elif fast and self.fast_path.get("kind") == "native":
             self._native = NativeScorer.read(self.directory, self.classes)
         else:
@@ -315,12 +322,14 @@ class LoadedModel:
         import pandas as pd
 
         from .data import coerce_to_schema
+        from .sklearn_compiled import conforming_rows
 
         if isinstance(X, dict):
             X = pd.DataFrame([X])
         elif isinstance(X, list) and all(isinstance(r, dict) for r in X):
             X = pd.DataFrame(X)
-        return coerce_to_schema(X, self.input_schema)
+        clean = conforming_rows(X, self.input_schema)  # a small clean batch: nothing to coerce
+        return clean if clean is not None else coerce_to_schema(X, self.input_schema)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (rows, classes), columns in ``self.classes`` order."""
@@ -338,6 +347,10 @@ class LoadedModel:
 
         rows = self.validate(X)
         if self._estimator is not None:
+            if self.problem_type == "regression" and self.compiled is not None:
+                fast = self.compiled.score(rows)
+                if fast is not None:
+                    return fast[1]
             return np.asarray(self._estimator.predict(rows))
         if self.problem_type == "regression":
             if self._native is not None:
@@ -370,7 +383,7 @@ class LoadedModel:
         self._need_classes()
         rows = self.validate(X)
         if self._estimator is not None:
-            return self._sklearn_proba(rows)
+            return self._sklearn_proba(rows, compiled=False)
         return self._full_proba(rows)
 
     def tree_view(self) -> TreeView | None:
@@ -410,10 +423,14 @@ class LoadedModel:
         if self.problem_type == "regression":
             raise InvalidInput("a regression model has no class probabilities; use predict")
 
-    def _sklearn_proba(self, rows: pd.DataFrame) -> np.ndarray:
+    def _sklearn_proba(self, rows: pd.DataFrame, *, compiled: bool = True) -> np.ndarray:
         import numpy as np
 
-        proba = np.asarray(self._estimator.predict_proba(rows), dtype=float)
+        fast = self.compiled.score(rows) if compiled and self.compiled is not None else None
+        if fast is not None:  # a small batch: the compiled path, equal to the pipeline's
+            proba = fast[1]
+        else:
+            proba = np.asarray(self._estimator.predict_proba(rows), dtype=float)
         own = [plain(c) for c in getattr(self._estimator, "classes_", self.classes)]
         return proba if own == self.classes else proba[:, [own.index(c) for c in self.classes]]
 

@@ -2,7 +2,7 @@
 
 Every explanation is in the model's original, pre-encoding input space (``model.input_columns``)
 and in its margin space: log-odds of ``classes[1]`` for binary models, the prediction itself for
-regression. Two ways to compute local values, chosen by the model:
+regression. Three ways to compute local values, chosen by the model:
 
 - tree ensembles with a :class:`~nexml_ext.ml.model_view.TreeView`: exact TreeSHAP on the encoded
   features, through the library's native contributions when it has them (LightGBM, XGBoost:
@@ -11,22 +11,33 @@ regression. Two ways to compute local values, chosen by the model:
   plus contributions equals the model margin (to float rounding). Random-forest classifiers are
   the one exception to the log-odds space: their trees add up to a probability, so their values
   are in probability space (``LocalExplanation.space`` says which).
+- linear models (the model's ``estimator`` is a pipeline of the same convention ending in a
+  logistic or least-squares linear model, see :func:`linear_view`): exact interventional SHAP
+  in closed form, ``coef * (x - mean)`` in the encoded space (the background's mean encoded
+  row), summed back into input columns (``"linear"``): what ``shap.LinearExplainer`` computes,
+  without sampling, and additive exactly.
 - everything else: shap's permutation explainer on the margin function over the input columns,
   masked with a small background sample (categorical columns travel as integer codes through
   shap's masker and are decoded before the model sees them). Additivity holds by construction of
   the permutation estimate; the values are estimates, exact for models additive in their inputs.
 
 The model is anything with the ``LoadedModel`` attributes: ``input_columns``, ``problem_type``,
-``classes``, ``reason_codes``, ``validate``, ``score``, ``tree_view``. Multiclass models are
-refused.
+``classes``, ``reason_codes``, ``validate``, ``score``, ``tree_view`` (and ``estimator`` for the
+linear path). Multiclass models are refused.
+
+:class:`Explainer` holds what one model needs (its view, shap's TreeExplainer) and
+:class:`Reference` rows prepared for it (validated, sampled, summarised), so a caller explaining
+many batches — the gateway — builds them once; ``explain_local`` and ``reason_codes`` build them
+per call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
@@ -35,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInput
-from .model_view import TreeView, group_matrix
+from .model_view import TreeView, _column_groups, _dense, _select, group_matrix
 
 ATTRIBUTIONS = ("baseline-average", "interventional")
 _EPS = 1e-12  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
@@ -49,7 +60,7 @@ class LocalExplanation:
     values: rows x model.input_columns, same index as the explained rows.
     base_values: per-row base value (the expected margin the contributions start from).
     output: per-row margin; base_values + values.sum(axis=1) == output.
-    method: "tree-native", "tree-shap" or "permutation".
+    method: "tree-native", "tree-shap", "linear" or "permutation".
     space: "log_odds", "probability" (random-forest classifiers) or "raw" (regression).
     """
 
@@ -68,7 +79,9 @@ class LocalExplanation:
             "space": self.space,
             "base_value": float(self.base_values[row]),
             "output": float(self.output[row]),
-            "contributions": {k: float(v) for k, v in self.values.iloc[row].items()},
+            "contributions": dict(
+                zip(self.values.columns, map(float, self.values.to_numpy()[row]), strict=True)
+            ),
         }
 
 
@@ -84,28 +97,293 @@ class Reason:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """Rows an explanation is measured against, prepared once for one model by
+    :meth:`Explainer.reference`: validated and sampled, with what the model's explainer reads
+    of them computed already.
+
+    rows: the validated sample (at most ``max_background`` rows).
+    mean_encoded: linear models: the sample's mean encoded row (the SHAP background mean).
+    mean_values: tree models: the sample's mean local contribution per input column (what the
+        baseline-average reason codes subtract).
+    """
+
+    rows: pd.DataFrame
+    mean_encoded: np.ndarray | None = None
+    mean_values: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LinearView:
+    """A linear model seen through its encoding: margin = intercept + encode(rows) @ coef.
+
+    encode: validated input rows -> the dense encoded matrix the linear model reads.
+    coef, intercept: oriented to the margin the platform reports (log-odds of classes[1] for
+        binary classifiers, the prediction for regression).
+    groups: input column -> indices of the encoded columns it became.
+    output: "log_odds" or "raw".
+    """
+
+    encode: Callable[[pd.DataFrame], np.ndarray]
+    coef: np.ndarray
+    intercept: float
+    groups: dict[str, list[int]]
+    output: str
+
+
+# Linear estimators whose decision function is the margin: the log-odds of classes_[1] for a
+# binary classifier, the prediction for a regressor.
+_LINEAR = {
+    "LogisticRegression": "log_odds",
+    "LogisticRegressionCV": "log_odds",
+    "LinearRegression": "raw",
+    "Ridge": "raw",
+    "RidgeCV": "raw",
+    "Lasso": "raw",
+    "LassoCV": "raw",
+    "ElasticNet": "raw",
+    "ElasticNetCV": "raw",
+}
+
+
+def linear_view(model: Any) -> LinearView | None:
+    """The LinearView of a model whose ``estimator`` follows the project's pipeline convention
+    (``model_view.sklearn_tree_view``) and ends in a linear model of ``_LINEAR``; else None."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    from .artifact_metadata import plain
+
+    pipeline = getattr(model, "estimator", None)
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+        return None
+    prepare = pipeline.steps[0][1]
+    if not isinstance(prepare, ColumnTransformer) or not hasattr(prepare, "output_indices_"):
+        return None
+    selectors = [step for _, step in pipeline.steps[1:-1]]
+    if not all(hasattr(step, "get_support") for step in selectors):
+        return None
+    estimator = pipeline.steps[-1][1]
+    name = type(estimator).__name__
+    if not type(estimator).__module__.startswith("sklearn.linear_model") or name not in _LINEAR:
+        return None
+    output = _LINEAR[name]
+    if (output == "log_odds") != (model.problem_type == "binary"):
+        return None
+    coef = np.atleast_2d(np.asarray(getattr(estimator, "coef_", None), dtype=float))
+    intercept = np.atleast_1d(np.asarray(getattr(estimator, "intercept_", 0.0), dtype=float))
+    if coef.shape[0] != 1 or intercept.shape != (1,):
+        return None  # multiclass or multi-output
+    groups = _column_groups(prepare, model.input_columns)
+    if groups is None:
+        return None
+    for selector in selectors:
+        groups = _select(groups, np.asarray(selector.get_support(), dtype=bool))
+    sign = 1.0
+    if output == "log_odds":
+        own = [plain(c) for c in estimator.classes_]
+        if len(own) != 2 or plain(model.classes[1]) not in own:
+            return None
+        sign = 1.0 if own.index(plain(model.classes[1])) == 1 else -1.0
+    encoder = pipeline[:-1]
+
+    def encode(frame: pd.DataFrame) -> np.ndarray:
+        return _dense(encoder.transform(frame))
+
+    return LinearView(encode, sign * coef[0], float(sign * intercept[0]), groups, output)
+
+
+class Explainer:
+    """One model's explanation machinery, built once: its tree view with shap's TreeExplainer,
+    or its linear view, or the permutation explainer. ``local`` and ``reasons`` take rows
+    already validated by the model (``model.validate``) and, optionally, their encoding
+    (``encode``) so a caller that encoded the rows to score them does not encode them again.
+    Safe to share between threads.
+    """
+
+    def __init__(self, model: Any) -> None:
+        _check_explainable(model)
+        self.model = model
+        self.tree: TreeView | None = model.tree_view()
+        self.linear: LinearView | None = None if self.tree is not None else linear_view(model)
+        self._lock = threading.Lock()
+        self._shap_tree: Any = None
+        self._groups: dict[int, np.ndarray] = {}
+
+    @property
+    def kind(self) -> str:
+        """"tree", "linear" or "permutation"."""
+        if self.tree is not None:
+            return "tree"
+        return "linear" if self.linear is not None else "permutation"
+
+    def encode(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """The encoded matrix the tree or linear view reads (None for permutation models)."""
+        view = self.tree or self.linear
+        return None if view is None else view.encode(rows)
+
+    def reference(
+        self, X: pd.DataFrame, *, max_background: int = 100, seed: int = 0, what: str = "reference"
+    ) -> Reference:
+        """``X`` validated, sampled to at most ``max_background`` rows with ``seed``, and
+        summarised for this model. Raises InvalidInput naming ``what`` when it has no rows."""
+        if max_background < 1:
+            raise InvalidInput("max_background must be at least 1")
+        rows = _sample(self.model.validate(X), max_background, seed)
+        if rows.empty:
+            raise InvalidInput(f"the {what} has no rows")
+        if self.linear is not None:
+            return Reference(rows, mean_encoded=self.linear.encode(rows).mean(axis=0))
+        if self.tree is not None:
+            return Reference(rows, mean_values=self._tree_local(rows).values.to_numpy().mean(0))
+        return Reference(rows)
+
+    def local(
+        self,
+        rows: pd.DataFrame,
+        *,
+        background: Reference | None = None,
+        encoded: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> LocalExplanation:
+        """SHAP values of validated ``rows`` (see ``explain_local``); ``background`` is needed
+        for linear and permutation models and ignored for trees."""
+        if self.tree is not None:
+            return self._tree_local(rows, encoded)
+        if background is None:
+            raise InvalidInput(
+                "explaining a model without a tree view needs background=<rows like the ones "
+                "explained> (e.g. a sample of the training data)"
+            )
+        if self.linear is not None:
+            return self._linear_local(rows, _mean_encoded(background), encoded)
+        return _permutation_explanation(self.model, rows, background.rows, seed)
+
+    def reasons(
+        self,
+        rows: pd.DataFrame,
+        scores: np.ndarray,
+        *,
+        baseline: Reference,
+        cutoff: float,
+        reason_table: dict[str, str] | None = None,
+        protected: Sequence[str] = (),
+        max_reasons: int = 4,
+        attribution: str = "baseline-average",
+        explanation: LocalExplanation | None = None,
+        encoded: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> list[list[Reason]]:
+        """Reason codes of validated ``rows`` scored ``scores`` (see ``reason_codes``)."""
+        _check_reason_options(attribution, max_reasons)
+        if explanation is not None and len(explanation.values) != len(rows):
+            raise InvalidInput(
+                "the explanation passed to reason_codes is not of the same rows as X"
+            )
+        denied = np.flatnonzero(np.asarray(scores, dtype=float) < cutoff)
+        reasons: list[list[Reason]] = [[] for _ in range(len(rows))]
+        if denied.size == 0:
+            return reasons
+        if baseline.rows.empty:
+            raise InvalidInput("the reason-code baseline has no rows")
+        mine = None if encoded is None else encoded[denied]
+        if self.linear is not None:
+            # exact interventional SHAP against the baseline: both attributions agree
+            x = self.linear.encode(rows.iloc[denied]) if mine is None else mine
+            lowered = ((x - _mean_encoded(baseline)) * self.linear.coef) @ self._group_matrix(
+                self.linear.groups, x.shape[1]
+            )
+        elif self.tree is None:
+            lowered = _permutation_explanation(
+                self.model, rows.iloc[denied], baseline.rows, seed
+            ).values.to_numpy()
+        elif attribution == "interventional":
+            lowered = _interventional(self.model, self.tree, rows.iloc[denied], baseline.rows)
+        else:
+            if explanation is not None and explanation.method.startswith("tree"):
+                own = explanation.values.to_numpy()[denied]
+            else:
+                own = self._tree_local(rows.iloc[denied], mine).values.to_numpy()
+            if baseline.mean_values is None:
+                raise InvalidInput("the reason-code baseline was not prepared for this model")
+            lowered = own - baseline.mean_values
+        _rank(self.model, reasons, denied, lowered, reason_table, protected, max_reasons)
+        return reasons
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _group_matrix(self, groups: dict[str, list[int]], n_encoded: int) -> np.ndarray:
+        matrix = self._groups.get(n_encoded)
+        if matrix is None:
+            matrix = self._groups[n_encoded] = group_matrix(
+                groups, n_encoded, self.model.input_columns
+            )
+        return matrix
+
+    def _tree_local(
+        self, rows: pd.DataFrame, encoded: np.ndarray | None = None
+    ) -> LocalExplanation:
+        view = self.tree
+        assert view is not None
+        if encoded is None:
+            encoded = view.encode(rows)
+        if view.contributions is not None:
+            raw = view.contributions(encoded)
+            phi, base, method = raw[:, :-1], raw[:, -1], "tree-native"
+        else:
+            with self._lock:
+                if self._shap_tree is None:
+                    with _quiet_shap():
+                        self._shap_tree = _shap().TreeExplainer(
+                            view.model, feature_perturbation="tree_path_dependent"
+                        )
+                with _quiet_shap():  # additive by construction: base + sum is the output
+                    phi = _positive_class(
+                        self._shap_tree.shap_values(encoded, check_additivity=False)
+                    )
+                expected = self._shap_tree.expected_value
+            base = np.full(len(rows), _positive_class_base(expected))
+            method = "tree-shap"
+        grouped = phi @ self._group_matrix(view.groups, phi.shape[1])
+        values = pd.DataFrame(grouped, index=rows.index, columns=list(self.model.input_columns))
+        return LocalExplanation(values, base, base + grouped.sum(axis=1), method, view.output)
+
+    def _linear_local(
+        self, rows: pd.DataFrame, mean: np.ndarray, encoded: np.ndarray | None
+    ) -> LocalExplanation:
+        view = self.linear
+        assert view is not None
+        x = view.encode(rows) if encoded is None else encoded
+        grouped = ((x - mean) * view.coef) @ self._group_matrix(view.groups, x.shape[1])
+        base = np.full(len(rows), view.intercept + float(mean @ view.coef))
+        values = pd.DataFrame(grouped, index=rows.index, columns=list(self.model.input_columns))
+        return LocalExplanation(values, base, view.intercept + x @ view.coef, "linear",
+                                view.output)
+
+
 def explain_local(
     model: Any,
     X: pd.DataFrame,
     *,
-    background: pd.DataFrame | None = None,
+    background: pd.DataFrame | Reference | None = None,
     max_background: int = 100,
     seed: int = 0,
 ) -> LocalExplanation:
     """SHAP values of each row of ``X`` per input column, in margin space.
 
-    ``background`` (rows like ``X``; at most ``max_background`` of them, sampled with ``seed``)
-    is required for models without a tree view and ignored for tree models, whose path-dependent
-    TreeSHAP needs none. Raises InvalidInput for multiclass models, rows that fail the model's
-    schema, or a missing or empty background where one is needed.
+    ``background`` (rows like ``X``; at most ``max_background`` of them, sampled with ``seed``,
+    or a :class:`Reference` prepared for this model) is required for models without a tree view
+    and ignored for tree models, whose path-dependent TreeSHAP needs none. Raises InvalidInput
+    for multiclass models, rows that fail the model's schema, or a missing or empty background
+    where one is needed.
     """
-    _check_explainable(model)
+    explainer = Explainer(model)
     rows = model.validate(X)
-    view = model.tree_view()
-    if view is not None:
-        return _tree_explanation(model, view, rows)
-    sample = _background(model, background, max_background, seed)
-    return _permutation_explanation(model, rows, sample, seed)
+    reference = None
+    if explainer.kind != "tree":
+        reference = _as_reference(explainer, background, max_background, seed, "background sample")
+    return explainer.local(rows, background=reference, seed=seed)
 
 
 def global_importance(
@@ -178,7 +456,7 @@ def reason_codes(
     model: Any,
     X: pd.DataFrame,
     *,
-    baseline: pd.DataFrame,
+    baseline: pd.DataFrame | Reference,
     cutoff: float,
     reason_table: dict[str, str] | None = None,
     protected: Sequence[str] = (),
@@ -210,44 +488,51 @@ def reason_codes(
       also under interactions, at a cost linear in the baseline size per denied row (in
       ``benchmarks/bench_explain.py``, half the throughput of the default).
 
-    Models without a tree view are always explained by permutation SHAP with the baseline as
-    background, which is interventional by construction (both attributions are the same).
+    Models without a tree view are explained with the baseline as background — exactly for
+    linear models (``coef * (x - baseline mean)``), by permutation SHAP otherwise — which is
+    interventional by construction (both attributions are the same).
+
+    ``baseline`` may be a :class:`Reference` prepared for this model (``Explainer.reference``),
+    in which case ``max_background`` and ``seed`` were applied when it was prepared.
 
     Reason texts: ``reason_table``, else ``model.reason_codes``, per column; a column found in
     neither is named by its own column name (the documented generic fallback).
     Raises InvalidInput for an unknown attribution, max_reasons < 1, an empty baseline, an
     ``explanation`` of other rows, or a tree model shap cannot explain interventionally.
     """
-    _check_explainable(model)
-    if attribution not in ATTRIBUTIONS:
-        raise InvalidInput(f"attribution must be one of {ATTRIBUTIONS}, not {attribution!r}")
-    if max_reasons < 1:
-        raise InvalidInput("max_reasons must be at least 1")
+    explainer = Explainer(model)
+    _check_reason_options(attribution, max_reasons)
     rows = model.validate(X)
     if explanation is not None and len(explanation.values) != len(rows):
         raise InvalidInput("the explanation passed to reason_codes is not of the same rows as X")
-    denied = np.flatnonzero(np.asarray(model.score(rows), dtype=float) < cutoff)
-    reasons: list[list[Reason]] = [[] for _ in range(len(rows))]
-    if denied.size == 0:
-        return reasons
-    reference = _sample(model.validate(baseline), max_background, seed)
-    if reference.empty:
-        raise InvalidInput("the reason-code baseline has no rows")
+    scores = np.asarray(model.score(rows), dtype=float)
+    if not (scores < cutoff).any():
+        return [[] for _ in range(len(rows))]
+    reference = _as_reference(explainer, baseline, max_background, seed, "reason-code baseline")
+    return explainer.reasons(
+        rows,
+        scores,
+        baseline=reference,
+        cutoff=cutoff,
+        reason_table=reason_table,
+        protected=protected,
+        max_reasons=max_reasons,
+        attribution=attribution,
+        explanation=explanation,
+        seed=seed,
+    )
 
-    view = model.tree_view()
-    if view is None:
-        lowered = explain_local(
-            model, rows.iloc[denied], background=reference, seed=seed
-        ).values.to_numpy()
-    elif attribution == "interventional":
-        lowered = _interventional(model, view, rows.iloc[denied], reference)
-    else:
-        if explanation is not None and explanation.method != "permutation":
-            own = explanation.values.to_numpy()[denied]
-        else:
-            own = explain_local(model, rows.iloc[denied]).values.to_numpy()
-        lowered = own - explain_local(model, reference).values.to_numpy().mean(axis=0)
 
+def _rank(
+    model: Any,
+    reasons: list[list[Reason]],
+    denied: np.ndarray,
+    lowered: np.ndarray,
+    reason_table: dict[str, str] | None,
+    protected: Sequence[str],
+    max_reasons: int,
+) -> None:
+    """Fill ``reasons`` of the denied rows: the most lowering unprotected inputs first."""
     names = list(model.input_columns)
     texts = _reason_texts(model, reason_table, names)
     blocked = {p.casefold() for p in protected}
@@ -261,7 +546,6 @@ def reason_codes(
             for j in order[i]
             if ranked[i, j] != np.inf
         ]
-    return reasons
 
 
 def load_reason_table(name: str = "german_credit") -> dict[str, str]:
@@ -285,23 +569,6 @@ def load_reason_table(name: str = "german_credit") -> dict[str, str]:
 
 
 # -- tree models --------------------------------------------------------------------------------
-
-
-def _tree_explanation(model: Any, view: TreeView, rows: pd.DataFrame) -> LocalExplanation:
-    encoded = view.encode(rows)
-    if view.contributions is not None:
-        raw = view.contributions(encoded)
-        phi, base, method = raw[:, :-1], raw[:, -1], "tree-native"
-    else:
-        shap = _shap()
-        with _quiet_shap():
-            explainer = shap.TreeExplainer(view.model, feature_perturbation="tree_path_dependent")
-            phi = _positive_class(explainer.shap_values(encoded))
-        base = np.full(len(rows), _positive_class_base(explainer.expected_value))
-        method = "tree-shap"
-    grouped = phi @ group_matrix(view.groups, phi.shape[1], model.input_columns)
-    values = pd.DataFrame(grouped, index=rows.index, columns=list(model.input_columns))
-    return LocalExplanation(values, base, base + grouped.sum(axis=1), method, view.output)
 
 
 def _interventional(
@@ -462,20 +729,36 @@ def _check_explainable(model: Any) -> None:
         )
 
 
-def _background(
-    model: Any, background: pd.DataFrame | None, max_background: int, seed: int
-) -> pd.DataFrame:
-    if background is None:
+def _as_reference(
+    explainer: Explainer,
+    rows: pd.DataFrame | Reference | None,
+    max_background: int,
+    seed: int,
+    what: str,
+) -> Reference:
+    if isinstance(rows, Reference):
+        if rows.rows.empty:
+            raise InvalidInput(f"the {what} has no rows")
+        return rows
+    if rows is None:
         raise InvalidInput(
             "explaining a model without a tree view needs background=<rows like the ones "
             "explained> (e.g. a sample of the training data)"
         )
-    if max_background < 1:
-        raise InvalidInput("max_background must be at least 1")
-    rows = _sample(model.validate(background), max_background, seed)
-    if rows.empty:
-        raise InvalidInput("the background sample has no rows")
-    return rows
+    return explainer.reference(rows, max_background=max_background, seed=seed, what=what)
+
+
+def _mean_encoded(reference: Reference) -> np.ndarray:
+    if reference.mean_encoded is None:
+        raise InvalidInput("the reference rows were not prepared for this linear model")
+    return reference.mean_encoded
+
+
+def _check_reason_options(attribution: str, max_reasons: int) -> None:
+    if attribution not in ATTRIBUTIONS:
+        raise InvalidInput(f"attribution must be one of {ATTRIBUTIONS}, not {attribution!r}")
+    if max_reasons < 1:
+        raise InvalidInput("max_reasons must be at least 1")
 
 
 def _sample(rows: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:

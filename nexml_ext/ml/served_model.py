@@ -1,20 +1,31 @@
-"""Choosing the AutoGluon model an artifact serves: validation score within a latency budget.
+"""The model as served: which AutoGluon model an artifact serves, and a loaded model prepared
+for the request path.
 
-Each candidate is timed as it would serve one row, schema validation included: through the fast
-path when it compiles (``fast_path.py``), else through AutoGluon's own predictor.
+``choose_model``: the AutoGluon model to serve, by validation score within a latency budget. Each
+candidate is timed as it would serve one row, schema validation included: through the fast path
+when it compiles (``fast_path.py``), else through AutoGluon's own predictor.
+
+``ServedModel``: a loaded artifact on the gateway's request path, where everything that depends
+only on the model is computed once (its explainer, the reference rows of its explanations and
+reason codes) and every row is encoded once, for both its score and its explanation.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from .fast_path import NativeScorer, NotCompilable, compile_encoder, random_rows
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+
+    from .explain import Explainer, Reference
 
 
 def choose_model(
@@ -89,3 +100,120 @@ def _p50_ms(call: Any, rows: list[pd.DataFrame]) -> float:
         call(row)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2] * 1000
+
+
+class ServedModel:
+    """A loaded model (``artifact.LoadedModel``) as the gateway serves it.
+
+    ``score`` takes rows validated by ``model.validate`` and returns their scores (binary: the
+    probability of ``classes[1]``; regression: the prediction) with, when the explainer reads the
+    pipeline's encoding, that encoding. For the scikit-learn flavour the rows are encoded once —
+    by the artifact's compiled path (``model.compiled``, ``sklearn_compiled.py``) when it takes
+    them, else by the pipeline's steps but the last — and the final estimator's output is read
+    from that encoding, as ``Pipeline.predict_proba`` itself does: the scores equal
+    ``model.score`` bit for bit (a test holds them equal). The encoding is handed on only once
+    the first batch showed it equal to the explainer's own. Other flavours score through
+    ``model.score``.
+
+    ``explainer`` (binary and regression models) and the reference rows, prepared once by
+    ``references``, serve every request after. Safe to share between threads.
+    """
+
+    def __init__(self, model: Any) -> None:
+        from .explain import Explainer
+
+        self.model = model
+        self.explainer: Explainer | None = (
+            Explainer(model) if model.problem_type in ("binary", "regression") else None
+        )
+        self._split = _pipeline_split(model)
+        self._shared: bool | None = None  # does the explainer read the pipeline's encoding?
+        self._lock = threading.Lock()
+        self._references: dict[float, tuple[Reference | None, Reference]] = {}
+
+    def score(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of validated ``rows``, and their encoding when the explainer reads it."""
+        import numpy as np
+
+        from .model_view import _dense
+
+        if self._split is None:
+            return np.asarray(self.model.score(rows), dtype=float), None
+        encoder, final, column = self._split
+        compiled = getattr(self.model, "compiled", None)  # small batches: sklearn_compiled.py
+        fast = compiled.score(rows) if compiled is not None else None
+        if fast is not None:
+            raw, output = fast
+            scores = np.asarray(output if column is None else output[:, column], dtype=float)
+        elif column is None:
+            raw = encoder.transform(rows)
+            scores = np.asarray(final.predict(raw)).astype(float)
+        else:
+            raw = encoder.transform(rows)
+            scores = np.asarray(final.predict_proba(raw), dtype=float)[:, column]
+        if self.explainer is None or self.explainer.kind == "permutation" or self._shared is False:
+            return scores, None
+        encoded = _dense(raw)
+        if self._shared is None:  # first batch: is this what the explainer would encode?
+            own = self.explainer.encode(rows)
+            self._shared = own is not None and np.array_equal(own, encoded, equal_nan=True)
+            if not self._shared:
+                return scores, None  # the explainer encodes for itself
+        return scores, encoded
+
+    def references(
+        self,
+        cutoff: float,
+        pool: Callable[[], pd.DataFrame],
+        *,
+        background_rows: int = 100,
+    ) -> tuple[Reference | None, Reference]:
+        """The explanation background and the reason-code baseline for ``cutoff``, prepared
+        from the rows ``pool()`` returns (the training data) on the first call only — other
+        callers wait for it rather than load the pool too: the background is
+        ``background_rows`` rows of the pool, seeded (None for tree models, which need none),
+        the baseline ``explain.reason_baseline`` of the pool; both validated, sampled and
+        summarised. Raises InvalidInput as ``reason_baseline`` does, or whatever ``pool``
+        raises."""
+        from .explain import reason_baseline
+
+        prepared = self._references.get(cutoff)
+        if prepared is not None:
+            return prepared
+        if self.explainer is None:
+            raise InvalidInput("explanations cover binary and regression models")
+        with self._lock:
+            prepared = self._references.get(cutoff)
+            if prepared is None:
+                rows = pool()
+                background = None
+                if self.explainer.kind != "tree":
+                    sample = rows.sample(min(background_rows, len(rows)), random_state=0)
+                    background = self.explainer.reference(sample, what="background sample")
+                baseline = self.explainer.reference(
+                    reason_baseline(self.model, rows, cutoff), what="reason-code baseline"
+                )
+                prepared = self._references[cutoff] = (background, baseline)
+            return prepared
+
+
+def _pipeline_split(model: Any) -> tuple[Any, Any, int | None] | None:
+    """(encoder, final estimator, column of classes[1] or None for regression) of a binary or
+    regression scikit-learn pipeline; None for anything else."""
+    from sklearn.pipeline import Pipeline
+
+    from .artifact_metadata import plain
+
+    pipeline = getattr(model, "estimator", None)
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+        return None
+    final = pipeline.steps[-1][1]
+    if model.problem_type == "regression":
+        return pipeline[:-1], final, None
+    if model.problem_type != "binary":
+        return None
+    own = [plain(c) for c in getattr(final, "classes_", [])]
+    positive = plain(model.classes[1])
+    if len(own) != 2 or positive not in own:
+        return None
+    return pipeline[:-1], final, own.index(positive)

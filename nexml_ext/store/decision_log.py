@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ..errors import Conflict, InvalidInput, NexmlError
-from ..governance.audit import canonical_json, record_hash
+from ..governance.audit import GENESIS, canonical_json, record_hash
 from . import tables as t
-from .chains import chain_record, lock_head
+from .chains import chain_record
 from .database import Database
 
 #: Chain name of a deployment's predictions (the one spelling, shared with verification).
@@ -207,24 +207,33 @@ class DecisionLog:
             sub.done.set()
 
     def _write(self, records: list[dict[str, Any]]) -> list[Receipt]:
+        # Core statements, not the unit of work: this runs for every answered request.
         size = len(records)
         receipts: list[Receipt] = []
         with self._db.write() as s:
             self._learn_names(s, {r["deployment_id"] for r in records})
-            heads: dict[str, t.ChainHead] = {}
+            connection = s.connection()
+            heads: dict[str, list[Any]] = {}  # chain -> [seq, hash, row exists]
             for chain in sorted({chain_name(self._names[r["deployment_id"]]) for r in records}):
-                heads[chain] = lock_head(s, chain)
+                heads[chain] = _lock_head(connection, chain)
+            rows = []
             for values in records:
                 chain = chain_name(self._names[values["deployment_id"]])
                 head = heads[chain]
-                row = t.PredictionRecord(**values, seq=head.seq + 1, prev_hash=head.hash)
-                row.hash = record_hash(head.hash, chain_record(row))
-                s.add(row)
-                head.seq, head.hash = row.seq, row.hash
+                row = {**values, "seq": head[0] + 1, "prev_hash": head[1]}
+                # the hash covers exactly what chain_record reads off a stored row
+                row["hash"] = record_hash(head[1], chain_record(t.PredictionRecord(**row)))
+                rows.append(row)
+                head[0], head[1] = row["seq"], row["hash"]
                 receipts.append(
-                    Receipt(row.request_id, chain, row.seq, row.prev_hash, row.hash, row.at, size)
+                    Receipt(row["request_id"], chain, row["seq"], row["prev_hash"], row["hash"],
+                            row["at"], size)
                 )
-            s.flush()
+            connection.execute(insert(_RECORDS), rows)
+            for chain, (seq, hash_, exists) in heads.items():
+                connection.execute(
+                    _MOVE_HEAD if exists else _NEW_HEAD, {"c": chain, "s": seq, "h": hash_}
+                )
         self.stats.batches += 1
         self.stats.records += size
         self.stats.largest_batch = max(self.stats.largest_batch, size)
@@ -241,6 +250,27 @@ class DecisionLog:
         missing = ids - set(self._names)
         if missing:
             raise InvalidInput(f"no deployment with id {', '.join(map(str, sorted(missing)))}")
+
+
+_RECORDS = t.PredictionRecord.__table__
+_HEADS = t.ChainHead.__table__
+_LOCK_HEAD = (
+    select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == bindparam("c")).with_for_update()
+)
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == bindparam("c"))
+    .values(seq=bindparam("s"), hash=bindparam("h"))
+)
+_NEW_HEAD = insert(_HEADS).values(chain=bindparam("c"), seq=bindparam("s"), hash=bindparam("h"))
+
+
+def _lock_head(connection: Any, chain: str) -> list[Any]:
+    """[seq, hash, exists] of ``chain``'s head, locked for this transaction (FOR UPDATE on
+    PostgreSQL; SQLite's write transaction is already exclusive), as ``chains.lock_head`` does;
+    a new chain starts at the genesis hash."""
+    found = connection.execute(_LOCK_HEAD, {"c": chain}).one_or_none()
+    return [0, GENESIS, False] if found is None else [found.seq, found.hash, True]
 
 
 def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from datetime import date as Date
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,17 @@ from .core import WorkspaceCore, chain_record
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..ml.served_model import ServedModel
+    from .routes import ServingState
+
 _LOGS: weakref.WeakKeyDictionary[Database, DecisionLog] = weakref.WeakKeyDictionary()
 _LOGS_LOCK = threading.Lock()
-# (artifact hash, cutoff) -> (explanation background, reason-code baseline): computing the
-# baseline scores the whole training set, far too slow to repeat per request.
-_REFERENCE: dict[tuple[str, float], tuple[pd.DataFrame, pd.DataFrame]] = {}
-_REFERENCE_LOCK = threading.Lock()
+# artifact hash -> the model as served: its explainer and, per cutoff, the explanation
+# background and reason-code baseline (computing the baseline scores the whole training set,
+# far too slow to repeat per request). Keyed by the hash, so a changed artifact never hits.
+_SERVED: OrderedDict[str, ServedModel] = OrderedDict()
+_SERVED_LOCK = threading.Lock()
+_SERVED_SIZE = 32
 _BACKGROUND_ROWS = 100
 
 
@@ -74,6 +80,35 @@ class PredictionsMixin(WorkspaceCore):
         Raises PermissionDenied, NotFound, InvalidTransition (deployment not active),
         InvalidInput (naming every bad field; nothing is recorded), Conflict (request id reused).
         """
+        return self._score_deployment(
+            deployment,
+            inputs,
+            subject_ids=subject_ids,
+            explain=explain,
+            route=route,
+            rule=rule,
+            caller=caller,
+            request_ids=request_ids,
+            shadow=shadow,
+            state=None,
+        )
+
+    def _score_deployment(
+        self,
+        deployment: str,
+        inputs: list[dict[str, Any]] | pd.DataFrame,
+        *,
+        subject_ids: list[str | None] | None,
+        explain: bool,
+        route: str | None,
+        rule: str | None,
+        caller: str | None,
+        request_ids: list[str] | None,
+        shadow: bool,
+        state: ServingState | None,
+    ) -> list[views.Decision]:
+        """score_deployment, with the serving state ``predict`` already read for this request
+        (None: read it here)."""
         import pandas as pd
 
         started = time.perf_counter()
@@ -86,13 +121,21 @@ class PredictionsMixin(WorkspaceCore):
         request_ids = _one_per_row("request_ids", request_ids, n) or [
             uuid.uuid4().hex for _ in range(n)
         ]
-        served = self._served_version(deployment)
-        model = self._load_model(served["ref"])  # type: ignore[attr-defined]
+        served = self._served_version(deployment, state)
+        model = served["model"]
         rows = model.validate(frame)  # InvalidInput naming every bad field: nothing recorded
-        scores = [float(v) for v in model.score(rows)]
+        scored, encoded = _served_model(model, served["artifact_sha256"]).score(rows)
+        scores = [float(v) for v in scored]
         binary = model.problem_type == "binary"
-        outputs, reasons, explanations = self._outputs(model, rows, scores, served, explain)
+        outputs, reasons, explanations = self._outputs(
+            model, rows, scores, served, explain, encoded
+        )
         latency = (time.perf_counter() - started) * 1000.0
+        columns = [str(c) for c in rows.columns]
+        inputs_of = [
+            {c: _plain(v) for c, v in zip(columns, values, strict=True)}
+            for values in zip(*(rows[c].tolist() for c in rows.columns), strict=True)
+        ]
         records = [
             {
                 "deployment_id": served["deployment_id"],
@@ -103,7 +146,7 @@ class PredictionsMixin(WorkspaceCore):
                 "shadow": shadow,
                 "model_version_id": served["version_id"],
                 "artifact_sha256": served["artifact_sha256"],
-                "inputs": _plain_row(rows.iloc[i]),
+                "inputs": inputs_of[i],
                 "output": outputs[i],
                 "confidence": max(scores[i], 1 - scores[i]) if binary else None,
                 "explanation": explanations[i],
@@ -170,22 +213,23 @@ class PredictionsMixin(WorkspaceCore):
         if deployment:
             query = query.where(t.Deployment.name == deployment)
         with self._read() as s:
-            found = []
-            for row, dep, model, version in s.execute(query):
-                found.append(
-                    _decision(
-                        chain_record(row),
-                        row.seq,
-                        row.prev_hash,
-                        row.hash,
-                        row.at,
-                        dep,
-                        format_ref(model, version),
-                        _link_ok(s, row),
-                        outcome=row.outcome,
-                        outcome_at=row.outcome_at,
-                    )
+            rows = s.execute(query).all()
+            before = _predecessors(s, [row for row, *_ in rows])
+            found = [
+                _decision(
+                    chain_record(row),
+                    row.seq,
+                    row.prev_hash,
+                    row.hash,
+                    row.at,
+                    dep,
+                    format_ref(model, version),
+                    _link_ok(row, before.get((row.deployment_id, row.seq - 1))),
+                    outcome=row.outcome,
+                    outcome_at=row.outcome_at,
                 )
+                for row, dep, model, version in rows
+            ]
         if self.principal.role is not Role.PLATFORM:
             asked = {
                 "request_id": request_id,
@@ -210,48 +254,129 @@ class PredictionsMixin(WorkspaceCore):
                 )
         return found
 
-    def record_outcomes(self, outcomes: list[dict[str, Any]]) -> int:
+    def record_outcomes(
+        self,
+        outcomes: list[dict[str, Any]],
+        *,
+        route: str | None = None,
+        key: str | None = None,
+        caller: str | None = None,
+    ) -> int:
         """Attach actual outcomes to past predictions; returns how many records got one.
 
         Each item is ``{"request_id": ..., "outcome": ...}`` or ``{"subject_id": ...,
         "outcome": ...}`` (every prediction about that subject). Outcomes are outside the
         records' hashes (they arrive later by design); each call appends a
-        ``prediction.outcome`` event holding them. All or nothing.
-        Raises PermissionDenied, InvalidInput, NotFound (an id matching no prediction).
-        """
-        import json
+        ``prediction.outcome`` event holding them. All or nothing, in one transaction.
 
-        self._authorize("prediction.outcome", "prediction records")
-        if not outcomes:
-            raise InvalidInput("no outcomes given")
+        With ``route``, only decisions made through that route are reached (its answers and
+        its shadow's records), and the route key is checked first when ``key`` is given (the
+        gateway passes its caller's) or when acting as the platform: a wrong or missing key
+        refuses everything. ``caller`` labels who sent them in the event.
+        Raises AuthenticationFailed, PermissionDenied, InvalidInput (naming each bad item),
+        NotFound (naming each id matching no prediction this call may reach).
+        """
+        return len(self.attach_outcomes(outcomes, route=route, key=key, caller=caller))
+
+    def attach_outcomes(
+        self,
+        outcomes: list[dict[str, Any]],
+        *,
+        route: str | None = None,
+        key: str | None = None,
+        caller: str | None = None,
+    ) -> list[str]:
+        """:meth:`record_outcomes`, returning the request ids of the records that got an
+        outcome (each once, in the order the items reached them)."""
+        if route is not None and (key is not None or self.principal.role is Role.PLATFORM):
+            self.check_route_key(route, key)  # type: ignore[attr-defined]
+        elif key is not None:
+            raise InvalidInput("a route key was given without its route; nothing was recorded")
+        self._authorize(
+            "prediction.outcome",
+            f"predictions of route {route}" if route is not None else "prediction records",
+        )
+        items = _outcome_items(outcomes)
         P = t.PredictionRecord
-        now = t.utcnow()
-        updated, attached = 0, []
+        through = f" through route {route}" if route is not None else ""
         with self._write() as s:
-            for item in outcomes:
-                key = _outcome_key(item)
-                value = json.loads(canonical_json(item["outcome"]))
-                column = P.request_id if key[0] == "request_id" else P.subject_id
-                rows = list(s.scalars(select(P).where(column == str(key[1])).with_for_update()))
+            reached: list[list[t.PredictionRecord]] = []
+            missing: dict[str, str] = {}
+            for i, (field, ident, _) in enumerate(items):
+                column = P.request_id if field == "request_id" else P.subject_id
+                query = select(P).where(column == ident).order_by(P.id).with_for_update()
+                if route is not None:
+                    query = query.where(P.route == route)
+                rows = list(s.scalars(query))
                 if not rows:
-                    raise NotFound(f"no prediction recorded with {key[0]} {key[1]!r}")
+                    missing[f"outcomes.{i}.{field}"] = (
+                        f"no prediction recorded{through} with {field} {ident!r}"
+                    )
+                reached.append(rows)
+            if missing:
+                error = NotFound("; ".join(missing.values()) + "; nothing was recorded")
+                error.problems = missing  # type: ignore[attr-defined]
+                raise error
+            given: dict[str, tuple[bytes, int]] = {}  # request id -> (outcome, first item)
+            clashes: dict[str, str] = {}
+            for i, ((field, ident, value), rows) in enumerate(zip(items, reached, strict=True)):
+                encoded = canonical_json(value)
+                for row in rows:
+                    first = given.setdefault(row.request_id, (encoded, i))
+                    if first[0] != encoded:
+                        clashes[f"outcomes.{i}.outcome"] = (
+                            f"request {row.request_id} (by {field} {ident!r}) was given another "
+                            f"outcome by outcomes.{first[1]}"
+                        )
+            if clashes:
+                _invalid_outcomes("contradictory outcomes", clashes)
+            now = t.utcnow()
+            attached = []
+            for (field, ident, value), rows in zip(items, reached, strict=True):
                 for row in rows:
                     row.outcome, row.outcome_at = value, now
-                updated += len(rows)
                 attached.append(
-                    {
-                        key[0]: str(key[1]),
-                        "outcome": value,
-                        "requests": [r.request_id for r in rows],
-                    }
+                    {field: ident, "outcome": value, "requests": [r.request_id for r in rows]}
                 )
             s.flush()
-            self._event(s, "prediction.outcome", "predictions", outcomes=attached, records=updated)
-        return updated
+            extra: dict[str, Any] = {}
+            if route is not None:
+                extra["route"] = route
+            if caller is not None:
+                extra["caller"] = caller
+            self._event(
+                s,
+                "prediction.outcome",
+                "predictions",
+                outcomes=attached,
+                records=len(given),
+                **extra,
+            )
+        return list(given)
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _served_version(self, deployment: str) -> dict[str, Any]:
+    def _served_version(
+        self, deployment: str, state: ServingState | None = None
+    ) -> dict[str, Any]:
+        """What deployment ``deployment`` serves (ids, ref, artifact hash, lineage, template,
+        protected columns and the loaded, hash-verified model), cached in the serving state of
+        this request (read here when None), so a deploy, rollback or retire takes effect on the
+        next request. Raises NotFound, InvalidTransition (not active)."""
+        if state is None:
+            state, _ = self._serving_snapshot(None)  # type: ignore[attr-defined]
+        cached = state.served.get(deployment)
+        if cached is not None:
+            return cached
+        served = self._read_served_version(deployment)  # read after the fingerprint
+        served["protected"] = self._protected_of(  # type: ignore[attr-defined]
+            {"lineage": served["lineage"], "template": served["template"]}
+        )
+        served["model"] = self._load_model(served["ref"])  # type: ignore[attr-defined]
+        state.served[deployment] = served
+        return served
+
+    def _read_served_version(self, deployment: str) -> dict[str, Any]:
         with self._read() as s:
             row = s.execute(
                 select(t.Deployment).where(t.Deployment.name == deployment)
@@ -270,9 +395,9 @@ class PredictionsMixin(WorkspaceCore):
                 "template": mv.model.template,
             }
 
-    def _outputs(self, model, rows, scores, served, explain):  # type: ignore[no-untyped-def]
-        """Per row: the output, the reasons (declined binary rows) and the explanation."""
-        from ..ml.explain import explain_local, reason_codes
+    def _outputs(self, model, rows, scores, served, explain, encoded=None):  # type: ignore[no-untyped-def]
+        """Per row: the output, the reasons (declined binary rows) and the explanation.
+        ``encoded``: the rows' encoding from scoring them, if the explainer reads it."""
         from ..ml.validation import cutoff_of
 
         n = len(rows)
@@ -298,16 +423,19 @@ class PredictionsMixin(WorkspaceCore):
         if not (explain or declined):
             return outputs, [[] for _ in range(n)], [{} for _ in range(n)]
         background, baseline = self._reason_reference(model, served, cutoff)
-        local = explain_local(model, rows, background=background) if explain else None
-        reasons = reason_codes(
-            model,
+        explainer = _served_model(model, served["artifact_sha256"]).explainer
+        assert explainer is not None  # binary
+        local = (
+            explainer.local(rows, background=background, encoded=encoded) if explain else None
+        )
+        reasons = explainer.reasons(
             rows,
+            scores,
             baseline=baseline,
             cutoff=cutoff,
             explanation=local,
-            protected=self._protected_of(  # type: ignore[attr-defined]
-                {"lineage": served["lineage"], "template": served["template"]}
-            ),
+            encoded=encoded,
+            protected=served["protected"],
         )
         return (
             outputs,
@@ -316,25 +444,22 @@ class PredictionsMixin(WorkspaceCore):
         )
 
     def _reason_reference(self, model, served, cutoff: float):  # type: ignore[no-untyped-def]
-        from ..ml.explain import reason_baseline
+        """(explanation background, reason-code baseline) of the model for ``cutoff``, as
+        ``explain.Reference`` prepared once per artifact and cutoff from the training data
+        (the background is None for tree models, which need none)."""
 
-        key = (served["artifact_sha256"], cutoff)
-        with _REFERENCE_LOCK:
-            cached = _REFERENCE.get(key)
-        if cached is not None:
-            return cached
-        datasets = served["lineage"].get("datasets") or []
-        if not datasets:
-            raise InvalidInput(
-                f"cannot explain decisions of {served['ref']}: it records no training data"
-            )
-        # The platform reads the training data; the caller needs no dataset access to score.
-        pool = self._as_platform().load_dataset(datasets[0]["ref"])  # type: ignore[attr-defined]
-        background = pool.sample(min(_BACKGROUND_ROWS, len(pool)), random_state=0)
-        cached = (background, reason_baseline(model, pool, cutoff))
-        with _REFERENCE_LOCK:
-            _REFERENCE[key] = cached
-        return cached
+        def training_data() -> pd.DataFrame:
+            datasets = (served.get("lineage") or {}).get("datasets") or []
+            if not datasets:
+                raise InvalidInput(
+                    f"cannot explain decisions of {served['ref']}: it records no training data"
+                )
+            # The platform reads the training data; the caller needs no dataset access.
+            return self._as_platform().load_dataset(datasets[0]["ref"])  # type: ignore[attr-defined]
+
+        return _served_model(model, served["artifact_sha256"]).references(
+            cutoff, training_data, background_rows=_BACKGROUND_ROWS
+        )
 
     def predict(
         self,
@@ -358,17 +483,23 @@ class PredictionsMixin(WorkspaceCore):
         import pandas as pd
 
         # The gateway scores as the platform on behalf of a caller holding the route's key;
-        # a manager trying a route from a notebook acts under their own permission.
-        if key is not None or self.principal.role is Role.PLATFORM:
-            self.check_route_key(route, key)  # type: ignore[attr-defined]
-        frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(list(inputs))
+        # a manager trying a route from a notebook acts under their own permission. One read:
+        # the key is checked against the hash just read, before anything else is done.
+        spec, state = self._route_for_request(  # type: ignore[attr-defined]
+            route, key, check_key=key is not None or self.principal.role is Role.PLATFORM
+        )
+        if isinstance(inputs, pd.DataFrame):
+            frame = inputs
+            # only rules read the fields; a route without rules needs no per-row copy
+            records = frame.to_dict(orient="records") if spec.rules else [{}] * len(frame)
+        else:
+            records = list(inputs)
+            frame = pd.DataFrame(records)
         subjects = list(subject_ids) if subject_ids is not None else [None] * len(frame)
         if len(subjects) != len(frame):
             raise InvalidInput(
                 f"route {route}: {len(subjects)} subject ids for {len(frame)} input rows"
             )
-        records = frame.to_dict(orient="records")
-        spec = self.route_spec(route)  # type: ignore[attr-defined]
         decisions = [
             spec.decide(row, subject) for row, subject in zip(records, subjects, strict=True)
         ]
@@ -377,14 +508,17 @@ class PredictionsMixin(WorkspaceCore):
         for i, decision in enumerate(decisions):
             groups.setdefault((decision.deployment, decision.rule), []).append(i)
         for (deployment, rule), rows in groups.items():
-            scored = self.score_deployment(
+            scored = self._score_deployment(
                 deployment,
-                frame.iloc[rows],
+                frame if len(rows) == len(frame) else frame.iloc[rows],
                 subject_ids=[subjects[i] for i in rows],
                 explain=explain,
                 route=route,
                 rule=rule,
                 caller=caller,
+                request_ids=None,
+                shadow=False,
+                state=state,
             )
             for i, answer in zip(rows, scored, strict=True):
                 answers[i] = answer
@@ -393,7 +527,7 @@ class PredictionsMixin(WorkspaceCore):
             if decision.shadow:
                 shadows.setdefault(decision.shadow, []).append(i)
         for deployment, rows in shadows.items():
-            self.score_deployment(
+            self._score_deployment(
                 deployment,
                 frame.iloc[rows],
                 subject_ids=[subjects[i] for i in rows],
@@ -401,9 +535,26 @@ class PredictionsMixin(WorkspaceCore):
                 route=route,
                 rule="shadow",
                 caller=caller,
+                request_ids=None,
                 shadow=True,
+                state=state,
             )
         return [a for a in answers if a is not None]
+
+
+def _served_model(model: Any, artifact_sha256: str) -> ServedModel:
+    """The ServedModel of the artifact with manifest hash ``artifact_sha256`` (made once)."""
+    from ..ml.served_model import ServedModel
+
+    with _SERVED_LOCK:
+        served = _SERVED.get(artifact_sha256)
+        if served is not None:
+            _SERVED.move_to_end(artifact_sha256)
+            return served
+        served = _SERVED[artifact_sha256] = ServedModel(model)
+        while len(_SERVED) > _SERVED_SIZE:
+            _SERVED.popitem(last=False)
+        return served
 
 
 def _decision(
@@ -438,17 +589,26 @@ def _decision(
     )
 
 
-def _link_ok(s, row: t.PredictionRecord) -> bool:
-    """This record's hash recomputes, and its prev_hash is its predecessor's hash."""
-    if row.seq == 1:
-        expected = GENESIS
-    else:
-        expected = s.scalar(
-            select(t.PredictionRecord.hash).where(
-                t.PredictionRecord.deployment_id == row.deployment_id,
-                t.PredictionRecord.seq == row.seq - 1,
-            )
+def _predecessors(s, rows: list[t.PredictionRecord]) -> dict[tuple[int, int], str]:
+    """(deployment id, seq) -> stored hash of the record before each of ``rows``: one indexed
+    query for all of them."""
+    P = t.PredictionRecord
+    wanted = {(r.deployment_id, r.seq - 1) for r in rows if r.seq > 1}
+    if not wanted:
+        return {}
+    found = s.execute(  # the (deployment, seq) pairs are filtered below
+        select(P.deployment_id, P.seq, P.hash).where(
+            P.deployment_id.in_(sorted({d for d, _ in wanted})),
+            P.seq.in_(sorted({q for _, q in wanted})),
         )
+    )
+    return {(d, q): h for d, q, h in found if (d, q) in wanted}
+
+
+def _link_ok(row: t.PredictionRecord, before: str | None) -> bool:
+    """This record's hash recomputes, and its prev_hash is its predecessor's stored hash
+    (``before``; the genesis hash for the first record)."""
+    expected = GENESIS if row.seq == 1 else before
     return row.prev_hash == expected and record_hash(row.prev_hash, chain_record(row)) == row.hash
 
 
@@ -461,17 +621,51 @@ def _one_per_row(name: str, values: list[Any] | None, n: int) -> list[Any] | Non
     return values
 
 
-def _outcome_key(item: dict[str, Any]) -> tuple[str, Any]:
-    keys = [k for k in ("request_id", "subject_id") if item.get(k) is not None]
-    if len(keys) != 1 or "outcome" not in item:
-        raise InvalidInput(
-            f"each outcome needs exactly one of request_id or subject_id, and an outcome: {item}"
+def _outcome_items(outcomes: Any) -> list[tuple[str, str, Any]]:
+    """(id field, id, JSON outcome) per item. Raises InvalidInput naming every bad item."""
+    import json
+
+    if isinstance(outcomes, dict | str | bytes) or not outcomes:
+        raise InvalidInput("no outcomes given: expected a non-empty list of items")
+    items: list[tuple[str, str, Any]] = []
+    problems: dict[str, str] = {}
+    for i, item in enumerate(outcomes):
+        where = f"outcomes.{i}"
+        keys = (
+            [k for k in ("request_id", "subject_id") if item.get(k) is not None]
+            if isinstance(item, dict)
+            else []
         )
-    return keys[0], item[keys[0]]
+        if len(keys) != 1 or "outcome" not in item:
+            problems[where] = (
+                "each outcome needs exactly one of request_id or subject_id, and an outcome: "
+                f"{item!r}"
+            )
+            continue
+        ident = str(item[keys[0]])
+        if not ident or "\x00" in ident:
+            problems[f"{where}.{keys[0]}"] = "must be a non-empty text without NUL characters"
+            continue
+        try:
+            value = json.loads(canonical_json(item["outcome"]), parse_constant=_not_finite)
+        except (TypeError, ValueError) as exc:
+            problems[f"{where}.outcome"] = f"not a JSON value ({exc})"
+            continue
+        items.append((keys[0], ident, value))
+    if problems:
+        _invalid_outcomes("outcomes refused", problems)
+    return items
 
 
-def _plain_row(row: Any) -> dict[str, Any]:
-    return {str(k): _plain(v) for k, v in row.items()}
+def _not_finite(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a finite number")
+
+
+def _invalid_outcomes(message: str, problems: dict[str, str]) -> None:
+    listed = "; ".join(f"{k}: {v}" for k, v in problems.items())
+    error = InvalidInput(f"{message}, nothing was recorded: {listed}")
+    error.problems = problems  # type: ignore[attr-defined]
+    raise error
 
 
 def _plain(value: Any) -> Any:

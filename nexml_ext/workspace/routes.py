@@ -4,14 +4,27 @@ The spec lives in the ``routes`` row: ``rules`` holds the ordered rules (each na
 deployment), ``default_deployment_id`` and ``shadow_deployment_id`` point at deployments, and
 ``canary`` holds ``{"to", "share"}`` (empty without one). A route key is shown once, when the
 route is created or its key rotated; only its SHA-256 is stored.
+
+Serving reads a route on every request, so parsed specs (and, in ``predictions.py``, the
+versions deployments serve) are cached per database under a revision fingerprint. Every request
+reads, in one statement, the route's id, revision and key hash and the deployments' count, the
+sums of their revisions and of their versions' revisions, and their highest id; anything cached
+under another fingerprint is read and parsed again. Revisions only ever grow (SQLAlchemy's
+``version_id_col`` counts every update) and these rows are never deleted, so every change that
+matters — set route, rotate key, deploy, roll back, retire, in any process — changes the
+fingerprint and takes effect on the next request. The key itself is compared on every request
+against the hash just read.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.orm import Session
 
 from ..errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
@@ -19,8 +32,59 @@ from ..governance import routing
 from ..governance.naming import check_name
 from ..governance.routing import RouteDecision, RouteSpec
 from ..store import tables as t
+from ..store.database import Database
 from . import views
 from .core import WorkspaceCore
+
+
+@dataclass
+class ServingState:
+    """What serving caches, valid while the deployments' fingerprint is ``deployments``:
+    parsed route specs by route name (with the route id and revision they were parsed at) and
+    the served versions by deployment name (filled by ``predictions.py``)."""
+
+    deployments: tuple[Any, ...]
+    routes: dict[str, tuple[int, int, RouteSpec]] = field(default_factory=dict)
+    served: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteRevision:
+    """The route row as read on this request: its id, revision and key hash."""
+
+    id: int
+    revision: int
+    key_sha256: str | None
+
+
+_SERVING: weakref.WeakKeyDictionary[Database, ServingState] = weakref.WeakKeyDictionary()
+_SERVING_LOCK = threading.Lock()
+
+
+def _fingerprint() -> Any:
+    """The deployments' fingerprint: count, sum of revisions, sum of their versions' revisions,
+    highest id (one row, as a subquery)."""
+    D, V = t.Deployment, t.ModelVersion
+    return (
+        select(
+            func.count(D.id).label("n"),
+            func.coalesce(func.sum(D.revision), 0).label("revisions"),
+            func.coalesce(func.sum(V.revision), 0).label("version_revisions"),
+            func.coalesce(func.max(D.id), 0).label("last"),
+        )
+        .join(V, V.id == D.model_version_id)
+        .subquery()
+    )
+
+
+_DEPLOYMENTS = _fingerprint()
+_FINGERPRINT = select(_DEPLOYMENTS)
+_ROUTE_AND_FINGERPRINT = (
+    select(t.Route.id, t.Route.revision, t.Route.key_sha256, _DEPLOYMENTS)
+    .select_from(t.Route)
+    .join(_DEPLOYMENTS, true())
+    .where(t.Route.name == bindparam("route"))
+)
 
 
 class RoutesMixin(WorkspaceCore):
@@ -98,7 +162,52 @@ class RoutesMixin(WorkspaceCore):
 
     def route_spec(self, name: str) -> RouteSpec:
         """Route ``name`` parsed against its deployments as they are now (see resolve_route)."""
+        return self._route_for_request(name, None, check_key=False)[0]
+
+    def check_route_key(self, name: str, key: str | None) -> None:
+        """Accept ``key`` for route ``name`` or raise AuthenticationFailed (constant time);
+        NotFound if there is no such route."""
         self._authorize("model.view", f"route {name}")
+        _, route = self._serving_snapshot(name)
+        _check_key(name, route, key)
+
+    def _route_for_request(
+        self, name: str, key: str | None, *, check_key: bool
+    ) -> tuple[RouteSpec, ServingState]:
+        """Route ``name``'s spec as it is now and the serving state it belongs to, from one
+        read; with ``check_key``, ``key`` is checked first (AuthenticationFailed, nothing
+        else done). Raises NotFound, AuthenticationFailed, Conflict."""
+        self._authorize("model.view", f"route {name}")
+        state, route = self._serving_snapshot(name)
+        if check_key:
+            _check_key(name, route, key)
+        assert route is not None
+        cached = state.routes.get(name)
+        if cached is not None and cached[:2] == (route.id, route.revision):
+            return cached[2], state
+        spec = self._parse_stored_route(name)  # read after the fingerprint: same or newer
+        state.routes[name] = (route.id, route.revision, spec)
+        return spec, state
+
+    def _serving_snapshot(self, route: str | None) -> tuple[ServingState, RouteRevision | None]:
+        """Read the fingerprint (and route ``route``'s row) in one statement; the state cached
+        under it. Raises NotFound for a ``route`` that does not exist."""
+        with self._read() as s:
+            connection = s.connection()
+            if route is None:
+                deployments, found = tuple(connection.execute(_FINGERPRINT).one()), None
+            else:
+                row = connection.execute(_ROUTE_AND_FINGERPRINT, {"route": route}).one_or_none()
+                if row is None:
+                    raise NotFound(f"route {route!r} not found")
+                found, deployments = RouteRevision(*row[:3]), tuple(row[3:])
+        with _SERVING_LOCK:
+            state = _SERVING.get(self._db)
+            if state is None or state.deployments != deployments:
+                state = _SERVING[self._db] = ServingState(deployments)
+        return state, found
+
+    def _parse_stored_route(self, name: str) -> RouteSpec:
         with self._read() as s:
             row = self._route_row(s, name)
             spec = _spec_of(s, row)
@@ -108,16 +217,6 @@ class RoutesMixin(WorkspaceCore):
                 raise Conflict(
                     f"route {name} no longer fits its deployments ({exc}); set it again"
                 ) from None
-
-    def check_route_key(self, name: str, key: str | None) -> None:
-        """Accept ``key`` for route ``name`` or raise AuthenticationFailed (constant time);
-        NotFound if there is no such route."""
-        self._authorize("model.view", f"route {name}")
-        with self._read() as s:
-            stored = self._route_row(s, name).key_sha256
-        if not routing.route_key_matches(key, stored):
-            why = "no key presented" if not key else "wrong key"
-            raise AuthenticationFailed(f"route key refused for route {name}: {why}")
 
     def check_deployment_key(self, deployment: str, key: str | None) -> None:
         """Accept ``key`` for scoring ``deployment`` directly (the Open Inference Protocol path):
@@ -166,6 +265,13 @@ class RoutesMixin(WorkspaceCore):
             row.created_at,
             row.created_by,
         )
+
+
+def _check_key(name: str, route: RouteRevision | None, key: str | None) -> None:
+    stored = route.key_sha256 if route is not None else None
+    if not routing.route_key_matches(key, stored):
+        why = "no key presented" if not key else "wrong key"
+        raise AuthenticationFailed(f"route key refused for route {name}: {why}")
 
 
 def _schemas(deployments: list[t.Deployment]) -> dict[str, dict[str, Any]]:

@@ -148,7 +148,9 @@ def test_oversized_body_is_413(served):
 
 
 def test_model_failure_is_500_with_the_request_id_and_no_record(served, monkeypatch):
-    from nexml_ext.ml.artifact import LoadedModel
+    from sklearn.ensemble import RandomForestClassifier
+
+    from nexml_ext.ml.sklearn_compiled import CompiledPipeline
 
     s, client, key, rows = served
     before = _recorded(s)
@@ -156,7 +158,11 @@ def test_model_failure_is_500_with_the_request_id_and_no_record(served, monkeypa
     def broken(self, X):
         raise RuntimeError("the model fell over")
 
-    monkeypatch.setattr(LoadedModel, "score", broken)
+    # The fixture's model is a random forest (conftest.fit_credit_artifact); every scoring
+    # path, the gateway's included, ends in its predict_proba or in the compiled pipeline's
+    # output (small batches, sklearn_compiled.py).
+    monkeypatch.setattr(RandomForestClassifier, "predict_proba", broken)
+    monkeypatch.setattr(CompiledPipeline, "output", broken)
     response = client.post(
         "/v1/routes/loans/predict", json={"inputs": rows},
         headers={"Authorization": f"Bearer {key}"},

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from nexml_ext.errors import InvalidInput
 from nexml_ext.ml.explain import (
+    Explainer,
     explain_local,
     global_importance,
     load_reason_table,
@@ -136,6 +137,31 @@ def logistic(german):
     return Adapter(fit(german, LogisticRegression(max_iter=2000), scale=True), FEATURES)
 
 
+class Served(Adapter):
+    """An Adapter that also shows its pipeline as ``estimator``, as LoadedModel does."""
+
+    @property
+    def estimator(self):
+        return self.pipeline
+
+
+@pytest.fixture(scope="module")
+def linear(german):
+    return Served(fit(german, LogisticRegression(max_iter=2000), scale=True), FEATURES)
+
+
+def linear_shap(pipeline, X, background):
+    """shap.LinearExplainer's own values on the encoded rows (background: its mean), summed by
+    hand per input column, and its expected value."""
+    encode = pipeline[:-1]
+    explainer = shap.LinearExplainer(pipeline[-1], encode.transform(background[FEATURES]))
+    values = np.asarray(explainer.shap_values(encode.transform(X[FEATURES])))
+    names = encode.get_feature_names_out()
+    grouped = np.column_stack([values[:, [n.split("__")[0] == c for n in names]].sum(axis=1)
+                               for c in FEATURES])
+    return grouped, float(np.atleast_1d(explainer.expected_value)[0])
+
+
 # -- model view ---------------------------------------------------------------------------------
 
 
@@ -240,6 +266,86 @@ def test_permutation_values_are_exact_for_a_linear_margin(german, logistic):
                   if n.split("__")[0] == c] for c in FEATURES}
     exact = np.column_stack([weighted[:, groups[c]].sum(axis=1) for c in FEATURES])
     assert np.abs(explained.values.to_numpy() - exact).max() <= 1e-6
+
+
+# -- local explanations: linear -----------------------------------------------------------------
+
+
+def test_linear_values_are_shaps_linear_explainer_and_add_up(german, linear):
+    X, background = german.iloc[:60], german.iloc[500:]
+    explained = explain_local(linear, X, background=background, max_background=40, seed=3)
+    assert explained.method == "linear" and explained.space == "log_odds"
+    sample = background.iloc[np.sort(np.random.default_rng(3).choice(500, 40, replace=False))]
+    expected, base = linear_shap(linear.pipeline, X, sample)
+    assert np.abs(explained.values.to_numpy() - expected).max() <= 1e-9
+    assert np.abs(explained.base_values - base).max() <= 1e-9
+    additive = explained.base_values + explained.values.sum(axis=1).to_numpy()
+    decision = linear.pipeline.decision_function(X[FEATURES])
+    assert np.abs(additive - decision).max() <= 1e-9
+    assert np.abs(explained.output - margin(linear, X)).max() <= 1e-9
+    # the same model without `estimator` is explained by permutation, to the same values
+    estimated = explain_local(Adapter(linear.pipeline, FEATURES), X.iloc[:5], background=background,
+                              max_background=40, seed=3)
+    assert estimated.method == "permutation"
+    assert np.abs(estimated.values.to_numpy() - expected[:5]).max() <= 1e-6
+
+
+def test_linear_values_follow_the_positive_class(german):
+    """With classes listed the other way round, the margin (and every value) changes sign."""
+    pipeline = fit(german, LogisticRegression(max_iter=2000), scale=True)
+
+    class Reversed(Served):
+        def __init__(self):
+            super().__init__(pipeline, FEATURES)
+            self.classes = self.classes[::-1]
+
+        def score(self, X):
+            return 1 - super().score(X)
+
+    X, background = german.iloc[:10], german.iloc[500:600]
+    straight = explain_local(Served(pipeline, FEATURES), X, background=background)
+    turned = explain_local(Reversed(), X, background=background)
+    assert np.allclose(turned.values.to_numpy(), -straight.values.to_numpy(), atol=1e-12)
+    assert np.abs(turned.output - margin(Reversed(), X)).max() <= 1e-9
+
+
+def test_linear_reasons_are_interventional_shap_against_the_baseline(german, linear):
+    cutoff = 0.6
+    baseline = reason_baseline(linear, german, cutoff)
+    X = german.iloc[:120]
+    expected, _ = linear_shap(linear.pipeline, X, baseline)
+    for attribution in ("baseline-average", "interventional"):
+        result = reason_codes(linear, X, baseline=baseline, cutoff=cutoff,
+                              max_reasons=len(FEATURES), attribution=attribution)
+        denied = 0
+        for i, reasons in enumerate(result):
+            wanted = sorted((v, f) for f, v in zip(FEATURES, expected[i], strict=True)
+                            if v < -1e-9)
+            if linear.score(X.iloc[[i]])[0] >= cutoff:
+                wanted = []
+            assert [(r.contribution, r.feature) for r in reasons] == pytest.approx(wanted)
+            denied += bool(reasons)
+        assert denied > 20
+
+
+def test_a_prepared_explainer_gives_the_same_answers(german, linear, hgb):
+    """Explainer and Reference, built once (the gateway's way), against the one-call functions;
+    an encoding passed in is used as is."""
+    X, pool, cutoff = german.iloc[:80], german.iloc[300:], 0.6
+    for model in (linear, hgb):
+        explainer = Explainer(model)
+        rows = model.validate(X)
+        background = explainer.reference(pool.iloc[:100])
+        baseline = explainer.reference(reason_baseline(model, pool, cutoff))
+        local = explainer.local(rows, background=background, encoded=explainer.encode(rows))
+        once = explain_local(model, X, background=pool.iloc[:100])
+        assert local.method == once.method
+        assert np.array_equal(local.values.to_numpy(), once.values.to_numpy())
+        reasons = explainer.reasons(rows, model.score(rows), baseline=baseline, cutoff=cutoff,
+                                    explanation=local, encoded=explainer.encode(rows))
+        assert reasons == reason_codes(model, X, baseline=reason_baseline(model, pool, cutoff),
+                                       cutoff=cutoff, explanation=once)
+        assert sum(map(bool, reasons)) > 5
 
 
 def test_non_tree_models_need_a_background(german, logistic):
