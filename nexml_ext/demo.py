@@ -3,14 +3,21 @@
 A data scientist ingests the German credit data, splits it, trains with AutoML (scikit-learn,
 then an AutoGluon challenger) and documents the model; the platform validates it (performance
 with confidence intervals, fairness, drift); a manager approves, deploys, explains a declined
-application with its adverse-action reasons, and rolls back; a compliance officer verifies the
-audit trail. The refusals a regulated shop relies on are shown along the way.
+application with its adverse-action reasons, puts the model behind a route key and the real HTTP
+gateway (the app `nexml server` runs, on uvicorn at 127.0.0.1) and sends it applications, and
+rolls back; a compliance officer answers "why was this applicant declined?" from the decision
+trail and verifies the audit trail. The refusals a regulated shop relies on are shown along the
+way.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,109 @@ def _refused(action: Any) -> None:
         raise RuntimeError("the demo expected a refusal here")
 
 
+class Gateway:
+    """The scoring gateway as a real HTTP server inside the demo's process: ``create_app`` on
+    uvicorn in a background thread, bound to 127.0.0.1 on a free port, and an httpx client."""
+
+    def __init__(self, workspace: Any) -> None:
+        import httpx
+        import uvicorn
+
+        from .api import create_app
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))  # a free port, held from here on: no race for it
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(workspace), log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]},
+            name="nexml-demo-gateway", daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise NexmlError(f"the demo's gateway did not start on {self.url}")
+            time.sleep(0.05)
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def post(self, path: str, body: dict[str, Any], key: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return self.client.post(path, json=body, headers=headers)
+
+    def predict(self, route: str, key: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The answered rows of one request; any other answer than 200 stops the demo."""
+        response = self.post(f"/v1/routes/{route}/predict", body, key)
+        if response.status_code != 200:
+            raise NexmlError(
+                f"the gateway answered HTTP {response.status_code} to a valid request: "
+                f"{_detail(response)}"
+            )
+        return response.json()["predictions"]
+
+    def close(self) -> None:
+        """Stop serving (in-flight requests finish first) and release the port."""
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+
+def _detail(response: Any) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:200]
+
+
+def _rows(frame: Any) -> list[dict[str, Any]]:
+    """DataFrame rows as the JSON objects an application would send."""
+    import json
+
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _subject(index: int) -> str:
+    return f"applicant-{47390 + index}"
+
+
+def _outcome_endpoint(gateway: Gateway, key: str, answer: dict[str, Any], actual: Any) -> None:
+    """Attach what really happened to a past decision, if this build has the endpoint."""
+    response = gateway.post(
+        "/v1/routes/loans/outcomes",
+        {"outcomes": [{"request_id": answer["request_id"], "outcome": actual}]},
+        key,
+    )
+    absent = response.status_code == 405 or (
+        response.status_code == 404 and _detail(response) == "Not Found"
+    )
+    if absent:
+        _say("(this build has no outcomes endpoint yet: POST /v1/routes/loans/outcomes "
+             f"answered {response.status_code}; skipped)")
+    elif response.status_code == 200:
+        _say(f"months later {answer['subject_id']}'s loan is {actual}: POST "
+             f"/v1/routes/loans/outcomes -> HTTP 200, attached to request {answer['request_id']}")
+        _say("(outcomes sit beside the record, outside its hash: they arrive after the decision)")
+    else:
+        raise NexmlError(
+            f"the gateway refused an outcome with HTTP {response.status_code}: "
+            f"{_detail(response)}"
+        )
+
+
+def _next_application(gateway: Gateway, key: str, applicants: Any, i: int) -> str:
+    [answer] = gateway.predict("loans", key, {
+        "inputs": _rows(applicants.iloc[[i]]), "subject_ids": [_subject(i)], "explain": False,
+    })
+    verdict = "approved" if answer["approved"] else "declined"
+    return (f"over HTTP, {answer['subject_id']} is now answered by {answer['model_version']}: "
+            f"{verdict}, request {answer['request_id']}")
+
+
 def run(home: str | None = None, *, challenger: bool = True) -> None:
     """Run the demo in ``home`` (default: a fresh temporary folder, deleted afterwards)."""
     from .workspace import Workspace
@@ -57,6 +167,7 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
     settings = Settings.from_env(home=folder, database_url=f"sqlite:///{folder / 'nexml.db'}",
                                  artifact_root=str(folder / "artifacts"), token="")
     opened: list[Workspace] = []
+    gateway: Gateway | None = None
     try:
         _step(f"Create a store in {folder} (SQLite in WAL mode, artifacts in a local folder)")
         ada, _ = Workspace.init(settings, "ada")
@@ -109,11 +220,16 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
         _refused(lambda: dana.approve(v1.ref, findings="I reviewed my own model and it is fine."))
         _refused(lambda: mark.approve(v1.ref, findings="Reviewed documentation; looks sound."))
 
-        _step("mark asks the platform to validate credit-risk:1 on the holdout set")
-        validation = mark.validate(v1.ref, dataset=holdout.ref)
+        _step("mark asks the platform for the validation report of credit-risk:1 on the holdout")
+        made = mark.make_report("validation", subject=v1.ref, dataset=holdout.ref)
+        validation = next(v for v in mark.validations(v1.ref) if v.report_id == made.id)
+        report_file = folder / f"validation-report-{made.id}.html"
+        report_file.write_bytes(mark.report_html(made.id))
+        _say(f"validation report #{made.id} written to {report_file}")
+        _say(f"its sha256 {made.html_sha256} (nexml report verify tells it is the platform's)")
         m = validation.metrics
         _say(f"validation #{validation.id} {validation.status} (run by {validation.run_by} on the "
-             f"verified artifact)")
+             f"verified artifact), recorded from report #{made.id}")
         _say(f"roc_auc {m['roc_auc']:.3f} (95% CI {m['roc_auc_ci_low']:.3f}-"
              f"{m['roc_auc_ci_high']:.3f}), KS {m['ks']:.3f}, Brier {m['brier']:.3f}")
         details = validation.details
@@ -128,11 +244,13 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
              f"{drift.get('n_warn', 0)} warnings over {drift.get('n_columns', 0)} features")
         _say(f"compliance score now {record.score().total}/100")
 
-        _step("mark approves and deploys it")
+        _step("mark approves from the validation report, and deploys it")
         _refused(lambda: mark.approve(v1.ref, findings=""))
-        mark.approve(v1.ref, findings=(
+        approval = mark.approve(v1.ref, findings=(
             f"Holdout AUC {m['roc_auc']:.3f} meets the 0.70 template minimum; no adverse-impact "
             "flags; documentation complete; protected attributes excluded from inputs."))
+        _say(f"approval rests on validation #{approval.validation_id} from validation report "
+             f"#{approval.report_id}")
         _say("someone edits the stored model file after approval ...")
         stored = next(p for p in Path(mark.version(v1.ref).artifact_uri).rglob("*")
                       if p.is_file() and p.name != "MODEL.json")
@@ -150,28 +268,66 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
         declined = [i for i, ok in enumerate(explanation.approved) if not ok]
         if declined:
             row = declined[0]
-            _say(f"applicant {row}: score {explanation.scores[row]:.3f} below the cutoff "
+            _say(f"{_subject(row)}: score {explanation.scores[row]:.3f} below the cutoff "
                  f"{explanation.cutoff}; principal reasons:")
             for reason in explanation.reasons[row]:
                 _say(f"  - {reason.reason}")
 
-        _step("Applications are scored through route 'loans'; every decision is recorded")
+        _step("Applications arrive over HTTP: route 'loans' on the gateway (`nexml server`)")
         _route, route_key = mark.set_route("loans", {"rules": [], "default": "credit"})
         _say(f"route loans -> deployment credit; its key is shown once ({route_key[:8]}…) and "
              "stored only as a hash")
-        applicants = holdout_rows.drop(columns=[TARGET]).head(8)
-        subjects = [f"applicant-{47390 + i}" for i in range(len(applicants))]
-        answers = mark.predict("loans", applicants, subject_ids=subjects)
-        for answer in answers[:4]:
-            verdict = "approved" if answer.output.get("approved") else "declined"
-            _say(f"{answer.subject_id}: {verdict} (score {answer.score:.3f}) by {answer.model_ref}, "
-                 f"record {answer.seq} of predictions:{answer.deployment}")
-        declined_answer = next((a for a in answers if not a.output.get("approved")), None)
+        gateway = Gateway(ada)
+        _say(f"gateway listening on {gateway.url} (FastAPI on uvicorn, loopback only); an "
+             "answer is sent only after its record is committed")
+        applicants = holdout_rows.drop(columns=[TARGET])
+        picks = list(range(5))
+        if declined and not set(declined) & set(picks):
+            picks.append(declined[0])  # the declined applicant explained above
+        answers = []
+        for i in picks:
+            [answer] = gateway.predict("loans", route_key, {
+                "inputs": _rows(applicants.iloc[[i]]), "subject_ids": [_subject(i)],
+                "explain": False,
+            })
+            answers.append(answer)
+            verdict = "approved" if answer["approved"] else "declined"
+            _say(f"POST /v1/routes/loans/predict {answer['subject_id']}: HTTP 200 {verdict}, "
+                 f"probability {answer['probability']:.3f}, {answer['model_version']}, "
+                 f"request {answer['request_id']}")
+            for reason in answer["reasons"]:
+                _say(f"  - {reason['reason']}")
+        first = _rows(applicants.iloc[[0]])
+        wrong = gateway.post("/v1/routes/loans/predict", {"inputs": first},
+                             "nxr_" + secrets.token_urlsafe(32))
+        _say(f"the same application with a wrong route key: HTTP {wrong.status_code} "
+             f"{_detail(wrong)} (nothing scored or recorded)")
+        bad = gateway.post("/v1/routes/loans/predict",
+                           {"inputs": [dict(first[0], credit_amount="a lot")]}, route_key)
+        _say(f"an application with credit_amount \"a lot\": HTTP {bad.status_code} "
+             f"{_detail(bad)}")
+        if wrong.status_code != 401 or bad.status_code != 422:  # pragma: no cover - a bug
+            raise NexmlError(f"the gateway answered {wrong.status_code} to a wrong key and "
+                             f"{bad.status_code} to a bad field (expected 401 and 422)")
+        repaid = int(holdout_rows[TARGET].iloc[picks[0]]) == 1  # risk 1: repaid as agreed
+        _outcome_endpoint(gateway, route_key, answers[0], "repaid" if repaid else "defaulted")
+
+        declined_answer = next((a for a in answers if not a["approved"]), None)
         if declined_answer is not None:
-            found = cora.find_decisions(subject_id=declined_answer.subject_id)[0]
-            _say(f"cora asks why {found.subject_id} was declined: "
-                 + "; ".join(r["reason"] for r in found.reasons))
+            subject = declined_answer["subject_id"]
+            _step(f"Why was {subject} declined? cora asks the decision trail "
+                  f"(`nexml audit find --subject {subject}`)")
+            found = cora.find_decisions(subject_id=subject)[0]
+            _say(f"request {found.request_id} at {found.at:%Y-%m-%d %H:%M:%S} UTC, route "
+                 f"{found.route}, by {found.model_ref} (artifact {found.artifact_sha256[:16]}…)")
+            shown = ", ".join(f"{k}={v}" for k, v in list(found.inputs.items())[:5])
+            _say(f"inputs: {shown}, … ({len(found.inputs)} fields)")
+            _say(f"output: declined, score {found.score:.3f} below the cutoff "
+                 f"{found.output.get('cutoff')}; principal reasons:")
+            for reason in found.reasons:
+                _say(f"  - {reason['reason']}")
             _say(f"proof: {found.proof}")
+            _say("(cora's look-up is itself an audit event)")
 
         if challenger:
             _step("A challenger: dana trains with AutoGluon (LightGBM, XGBoost, CatBoost, ...)")
@@ -187,11 +343,13 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
             mark.deploy(v2.ref, name="credit")
             _say(f"deployment credit serves {v2.ref}; {v1.ref} is "
                  f"{mark.version(v1.ref).status} again")
+            _say(_next_application(gateway, route_key, applicants, picks[-1] + 1))
 
             _step("mark rolls back to version 1")
             back = mark.rollback("credit", to=v1.ref)
             _say(f"deployment credit serves {back.model_ref}; {v2.ref} is "
                  f"{mark.version(v2.ref).status}")
+            _say(_next_application(gateway, route_key, applicants, picks[-1] + 2))
 
         _step("cora, compliance officer, verifies the audit trail")
         result = cora.audit.verify()
@@ -201,11 +359,54 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
             raise RuntimeError("the demo's own audit chain failed to verify")
         for event in cora.audit.log(object=v1.ref):
             _say(f"#{event.seq:<3} {event.at:%H:%M:%S} {event.actor:<15} {event.action}")
+        _audit_report_and_schedules(folder, ada, cora, temporary)
         click.echo("\nDemo complete: every step above is in the hash-chained audit trail.")
     finally:
+        if gateway is not None:
+            gateway.close()
         for ws in opened:
             ws.close()
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
         else:
             click.echo(f"Store kept in {folder}")
+
+
+def _audit_report_and_schedules(folder: Path, ada: Any, cora: Any, temporary: bool) -> None:
+    """The demo's last step: the platform's audit report over the requests the demo sent,
+    made as a `report-audit` job by an in-process worker, and the default schedules."""
+    from .jobs import Worker
+    from .store.tables import utcnow
+
+    (opened,) = cora.audit.log(action="store.init")
+    since, until = f"{opened.at:%Y-%m-%d}", f"{utcnow():%Y-%m-%d}"
+    _step(f"cora asks the platform for an audit report over the demo's requests ({since} to "
+          f"{until}); a worker makes it")
+    job = cora.submit_job("report-audit", {"since": since, "until": until})
+    worker = Worker(ada)  # `nexml worker` in production; here, in this process
+    ran = worker.run_once()
+    while ran is not None and ran.id != job.id:
+        ran = worker.run_once()
+    done = cora.job(job.id, log_tail=0)
+    if done.status != "succeeded":
+        raise NexmlError(f"the demo's audit report job {done.id} {done.status}: {done.error}")
+    report = cora.report(done.result["report"])
+    html = folder / "reports" / f"audit-report-{report.id}.html"
+    html.parent.mkdir(exist_ok=True)
+    html.write_bytes(cora.report_html(report.id))
+    _say(f"job {job.id} report-audit {done.status}: report #{report.id} \"{report.title}\"")
+    _say(f"HTML {html}" + (" (removed with the demo's store; --home keeps it)"
+                           if temporary else ""))
+    _say(f"sha256 {report.html_sha256}")
+    heads = "; ".join(f"{chain} #{head['seq']}" for chain, head in sorted(report.chain_heads.items()))
+    _say(f"chain heads it carries: {heads}")
+    verified = cora.verify_report(html)
+    _say(f"`nexml report verify` on that file: report #{verified.id}, made by the platform")
+
+    _step("The schedules a deployment gets (`nexml schedule defaults`; `nexml scheduler` "
+          "submits each fire once)")
+    created, _existing = ada.add_default_schedules()
+    for sc in created:
+        params = " ".join(f"{k}={v}" for k, v in sorted(sc.params.items()))
+        _say(f"{sc.name}: {sc.kind} {params} at '{sc.cron}' ({sc.timezone}), next "
+             f"{sc.next_run_at:%Y-%m-%d %H:%M} UTC")

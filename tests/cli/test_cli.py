@@ -6,6 +6,7 @@ commands run side by side (``Nexml.many``); commands whose order matters run one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -86,7 +87,8 @@ class Nexml:
     @staticmethod
     def finish(started: tuple[tuple[str, ...], subprocess.Popen]) -> Result:
         args, process = started
-        out, err = process.communicate(timeout=120)
+        # The demo trains, validates and makes reports: give it room on a shared machine.
+        out, err = process.communicate(timeout=600 if args[:1] == ("demo",) else 120)
         return Result(args, process.returncode, out, err)
 
     def __call__(self, *args: str, token: str | None = None) -> Result:
@@ -307,6 +309,58 @@ def test_docs_permissions_is_the_committed_file():
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_demo_runs_the_lifecycle(settings, nexml):
-    result = nexml("demo").ok()
-    assert "Demo complete" in result.out
+    from nexml_ext.workspace import Workspace
+
+    result = nexml("demo", "--home", str(settings.home)).ok()  # the store is kept, to inspect
+    out = result.out
+    assert "Demo complete" in out
     assert "Traceback" not in result.err
+    # The manager approved from the platform-made validation report, which is authentic.
+    made = re.search(r"validation report #(\d+) written to (\S+)\n.*its sha256 ([0-9a-f]{64})",
+                     out)
+    assert made, out
+    assert hashlib.sha256(Path(made.group(2)).read_bytes()).hexdigest() == made.group(3)
+    assert re.search(rf"from validation report #{made.group(1)}\b", out)
+    # Scoring went over real HTTP to the gateway on loopback, with the route key.
+    assert re.search(r"gateway listening on http://127\.0\.0\.1:\d+ ", out)
+    answered = re.findall(
+        r"POST /v1/routes/loans/predict (applicant-\d+): HTTP 200 (approved|declined), "
+        r"probability [0-9.]+, credit-risk:1, request ([0-9a-f]{32})",
+        out,
+    )
+    assert len(answered) >= 5 and "declined" in {verdict for _, verdict, _ in answered}
+    assert re.search(r"wrong route key: HTTP 401 route key refused", out)
+    assert re.search(r"credit_amount \"a lot\": HTTP 422 .*'credit_amount'", out)
+    outcome = re.search(r"POST /v1/routes/loans/outcomes -> HTTP 200, attached to request "
+                        r"([0-9a-f]{32})", out)
+    assert outcome and outcome.group(1) == answered[0][2]
+    declined = next(s for s, verdict, _ in answered if verdict == "declined")
+    assert f"Why was {declined} declined?" in out
+    # The challenger's switch and the rollback were seen over HTTP too.
+    assert re.search(r"is now answered by credit-risk:2: (approved|declined)", out)
+    assert re.search(r"is now answered by credit-risk:1: (approved|declined)", out)
+    # At the end, the platform's audit report over those requests (a job run by a worker) and
+    # the schedules the deployment gets.
+    audit = re.search(r"report-audit succeeded: report #(\d+) \"Audit report: [0-9-]+ to "
+                      r"[0-9-]+\"\n\s+HTML (\S+\.html)\n\s+sha256 ([0-9a-f]{64})", out)
+    assert audit, out
+    assert hashlib.sha256(Path(audit.group(2)).read_bytes()).hexdigest() == audit.group(3)
+    assert "audit-monthly: report-audit month={previous_month} at '0 6 1 * *' (UTC)" in out
+    assert ("drift-daily-credit: report-drift deployment=credit since={previous_day} "
+            "until={previous_day} at '0 5 * * *' (UTC)") in out
+    # Every request id the demo printed is a recorded decision in the store it kept.
+    ws = Workspace.open(settings)  # ada, the demo's superadmin, from its credentials file
+    try:
+        for subject, verdict, request_id in answered:
+            [found] = ws.find_decisions(request_id=request_id)
+            assert found.subject_id == subject and found.route == "loans"
+            assert found.model_ref == "credit-risk:1"
+            assert found.output["approved"] is (verdict == "approved")
+            assert bool(found.reasons) is (verdict == "declined")
+        [first] = ws.find_decisions(request_id=answered[0][2])
+        assert first.outcome in ("repaid", "defaulted")
+        assert ws.audit.verify().ok
+        assert ws.verify_report(Path(audit.group(2))).id == int(audit.group(1))
+        assert {sc.name for sc in ws.schedules()} == {"audit-monthly", "drift-daily-credit"}
+    finally:
+        ws.close()
