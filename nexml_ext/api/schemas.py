@@ -8,11 +8,11 @@ from fastapi import Path, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from ..governance.naming import _NAME
+from ..governance.naming import NAME_PATTERN
 
 # A route's name as `check_name` allows it: anything else can name no route, and is refused
 # (422) before the store is asked.
-RouteName = Annotated[str, Path(pattern=_NAME.pattern, description="The route's name.")]
+RouteName = Annotated[str, Path(pattern=NAME_PATTERN, description="The route's name.")]
 # Ids as the prediction records store them: bounded, and never a NUL (PostgreSQL text cannot
 # hold one).
 _NO_NUL = r"^[^\x00]+$"

@@ -7,6 +7,8 @@ import re
 from ..errors import InvalidInput
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: no trailing newline
+#: The same rule for JSON Schema / OpenAPI validators, whose ``$`` is the end of the text.
+NAME_PATTERN = f"^{_NAME.pattern}$"
 
 
 def check_name(kind: str, name: str) -> str:

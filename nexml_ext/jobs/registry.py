@@ -84,7 +84,7 @@ def register_kind(
     the parameters at submission (``ws`` is the submitter's Workspace). Registering the same
     name again with another function is refused.
     """
-    if not isinstance(name, str) or not _KIND_NAME.match(name):
+    if not isinstance(name, str) or not _KIND_NAME.fullmatch(name):
         raise ValueError(
             f"invalid job kind name {name!r}: 1-32 lowercase letters, digits, '_' or '-'"
         )
