@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +22,7 @@ from sqlalchemy import select
 
 from nexml_ext.store import tables as t
 from nexml_ext.store.database import Database
+from tests.api.serving import Server, server_env
 from tests.workspace.conftest import world  # noqa: F401 - the fixture, shared
 
 WORKERS = 8
@@ -32,42 +30,6 @@ KILL_AFTER = 150  # answered requests (all workers together) before the SIGKILL
 MAX_PER_WORKER = 400  # bounds the run should the kill never come
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python -m nexml_ext.cli server` on a free loopback port, its output in a log file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
-        self.log = log
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "nexml_ext.cli", "server", "--port", str(self.port)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            while True:
-                assert self.process.poll() is None, self.log.read_text()
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, self.log.read_text()
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 @dataclass
@@ -143,10 +105,7 @@ def test_kill_9_under_load_loses_no_answered_decision(world, german, tmp_path): 
     features = german.drop(columns=["risk", "sex", "age"]).head(60)
     rows = json.loads(features.to_json(orient="records"))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
-    env.update(NEXML_HOME=str(s.settings.home), NEXML_TOKEN=s.tokens["cora"],
-               NEXML_DATABASE_URL=s.settings.database_url,
-               NEXML_ARTIFACT_ROOT=str(s.settings.artifact_root))
+    env = server_env(s.settings, s.tokens["cora"])
 
     server = Server(env, tmp_path / "server.log")
     try:

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import time
 
-import httpx
 import numpy as np
 import pytest
 
+from tests.api.serving import Server, server_env
 from tests.api.test_app import _recorded, served  # noqa: F401 - the fixture, shared
-from tests.api.test_server_process import _free_port
 from tests.workspace.conftest import world  # noqa: F401 - the fixture, shared
 
 _NUMPY = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32,
@@ -34,19 +29,10 @@ def test_triton_client_gets_the_workspaces_predictions(world, german, backend, t
     _, key = s.mark.set_route("loans", {"default": "main"})
     rows = german.drop(columns=["risk"]).head(6)
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
-    env.update(NEXML_HOME=str(s.settings.home), NEXML_TOKEN=s.tokens["ada"],
-               NEXML_DATABASE_URL=s.settings.database_url,
-               NEXML_ARTIFACT_ROOT=str(s.settings.artifact_root))
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "nexml_ext.cli", "server", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    server = Server(server_env(s.settings, s.tokens["ada"]), tmp_path / "server.log")
+    port = server.port
     try:
-        _wait_ready(server, f"http://127.0.0.1:{port}", log)
+        server.wait_ready()
         client = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
         # A fresh dict per call: the client writes its binary-data header into the one given.
         auth = {"Authorization": f"Bearer {key}"}
@@ -99,8 +85,7 @@ def test_triton_client_gets_the_workspaces_predictions(world, german, backend, t
         finally:
             client.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
     expected = s.admin._as_platform().score_deployment("main", rows, explain=False)
     assert predictions == [d.prediction for d in expected]
@@ -144,17 +129,3 @@ def _inputs(triton, meta: dict, rows, *, binary: bool) -> list:
                                   binary_data=binary)
         inputs.append(entry)
     return inputs
-
-
-def _wait_ready(server: subprocess.Popen, base: str, log) -> None:
-    with httpx.Client(base_url=base, timeout=30) as client:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)

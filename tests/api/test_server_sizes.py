@@ -24,14 +24,8 @@ import pytest
 from nexml_ext.api.server import PROCESS_HEADER, bind_listener, plan, url_of
 from nexml_ext.deploy import sizes
 from nexml_ext.errors import InvalidInput
+from tests.api.serving import free_port
 from tests.workspace.conftest import world  # noqa: F401 - the fixture, shared
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 # --- sizes ---------------------------------------------------------------------------------------
 
@@ -145,7 +139,7 @@ def test_two_processes_both_serve_and_every_answer_is_recorded(
     _, key = s.mark.set_route("loans", {"default": "main"})
     rows = json.loads(german.drop(columns=["risk"]).head(3).to_json(orient="records"))
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
     env.update(NEXML_HOME=str(s.settings.home), NEXML_TOKEN=s.tokens["ada"],
                NEXML_DATABASE_URL=s.settings.database_url,
@@ -239,7 +233,7 @@ def test_a_child_that_cannot_start_again_stops_the_server_with_one_error(
     stack, backend, tmp_path
 ):
     _, token = stack.admin.add_user("gate", "manager")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
     env.update(NEXML_HOME=str(stack.settings.home), NEXML_TOKEN=token,
                NEXML_DATABASE_URL=stack.settings.database_url,
@@ -275,7 +269,7 @@ def test_a_child_that_cannot_start_again_stops_the_server_with_one_error(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_children_stop_when_the_parent_is_killed(stack, backend, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
     env.update(NEXML_HOME=str(stack.settings.home), NEXML_TOKEN=stack.tokens["ada"],
                NEXML_DATABASE_URL=stack.settings.database_url,
