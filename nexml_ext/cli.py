@@ -99,6 +99,20 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _pairs(pairs: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
+    """NAME=VALUE options as a dict; VALUE parsed as JSON when it is valid JSON."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"{option} {pair!r}: expected NAME=VALUE")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
+
+
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
 
@@ -525,16 +539,7 @@ def compliance_status(ws, ref: str) -> None:  # type: ignore[no-untyped-def]
 @with_workspace
 def compliance_set(ws, ref: str, section: str, pairs: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """Write fields of one section of a version's compliance record."""
-    fields: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidInput(f"--field {pair!r}: expected NAME=VALUE")
-        try:
-            fields[name] = json.loads(value)
-        except json.JSONDecodeError:
-            fields[name] = value
-    status = ws.compliance(ref).set(section, fields)
+    status = ws.compliance(ref).set(section, _pairs(pairs, "--field"))
     click.echo(
         f"{ref} {section}: {status.filled}/{status.required} required fields"
         + (f"; missing {', '.join(status.missing)}" if status.missing else "; complete")
@@ -829,16 +834,7 @@ def jobs_submit(ws, kind: str, pairs: tuple[str, ...], max_attempts: int | None)
     nexml jobs submit selftest -p seconds=30 -p steps=10
     nexml jobs submit validation -p ref=credit-risk:3 -p dataset=credit-holdout:1
     """
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise InvalidInput(f"--param {pair!r}: expected NAME=VALUE")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    j = ws.submit_job(kind, params, max_attempts=max_attempts)
+    j = ws.submit_job(kind, _pairs(pairs), max_attempts=max_attempts)
     click.echo(f"job {j.id} {j.kind} queued (max attempts {j.max_attempts})")
 
 
@@ -900,18 +896,6 @@ def worker(ws, once: bool, until_idle: bool, poll: float, heartbeat: float,  # t
 
 # --- schedules -----------------------------------------------------------------------------
 
-
-def _pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise InvalidInput(f"--param {pair!r}: expected NAME=VALUE")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    return params
 
 
 def _schedule_line(sc) -> str:  # type: ignore[no-untyped-def]
