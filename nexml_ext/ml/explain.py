@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInput
-from .model_view import TreeView, _column_groups, _dense, _select, group_matrix
+from .model_view import TreeView, group_matrix, pipeline_parts
 
 ATTRIBUTIONS = ("baseline-average", "interventional")
 _EPS = 1e-12  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
@@ -150,21 +150,12 @@ _LINEAR = {
 def linear_view(model: Any) -> LinearView | None:
     """The LinearView of a model whose ``estimator`` follows the project's pipeline convention
     (``model_view.sklearn_tree_view``) and ends in a linear model of ``_LINEAR``; else None."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-
     from .artifact_metadata import plain
 
-    pipeline = getattr(model, "estimator", None)
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+    parts = pipeline_parts(getattr(model, "estimator", None), model.input_columns)
+    if parts is None:
         return None
-    prepare = pipeline.steps[0][1]
-    if not isinstance(prepare, ColumnTransformer) or not hasattr(prepare, "output_indices_"):
-        return None
-    selectors = [step for _, step in pipeline.steps[1:-1]]
-    if not all(hasattr(step, "get_support") for step in selectors):
-        return None
-    estimator = pipeline.steps[-1][1]
+    estimator = parts.estimator
     name = type(estimator).__name__
     if not type(estimator).__module__.startswith("sklearn.linear_model") or name not in _LINEAR:
         return None
@@ -175,23 +166,14 @@ def linear_view(model: Any) -> LinearView | None:
     intercept = np.atleast_1d(np.asarray(getattr(estimator, "intercept_", 0.0), dtype=float))
     if coef.shape[0] != 1 or intercept.shape != (1,):
         return None  # multiclass or multi-output
-    groups = _column_groups(prepare, model.input_columns)
-    if groups is None:
-        return None
-    for selector in selectors:
-        groups = _select(groups, np.asarray(selector.get_support(), dtype=bool))
     sign = 1.0
     if output == "log_odds":
         own = [plain(c) for c in estimator.classes_]
         if len(own) != 2 or plain(model.classes[1]) not in own:
             return None
         sign = 1.0 if own.index(plain(model.classes[1])) == 1 else -1.0
-    encoder = pipeline[:-1]
-
-    def encode(frame: pd.DataFrame) -> np.ndarray:
-        return _dense(encoder.transform(frame))
-
-    return LinearView(encode, sign * coef[0], float(sign * intercept[0]), groups, output)
+    intercept0 = float(sign * intercept[0])
+    return LinearView(parts.encode, sign * coef[0], intercept0, parts.groups, output)
 
 
 class Explainer:

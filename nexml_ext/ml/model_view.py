@@ -81,15 +81,23 @@ def group_matrix(
     return matrix
 
 
-def sklearn_tree_view(pipeline: Any, input_columns: Sequence[str]) -> TreeView | None:
-    """A TreeView of a fitted pipeline following the project convention, or None.
+@dataclass(frozen=True)
+class PipelineParts:
+    """A fitted pipeline split the project's way: ``groups`` maps each input column to its
+    encoded columns (after the selectors), ``estimator`` is the final step, ``encode`` turns
+    validated rows into the estimator's dense input."""
 
-    None when: ``pipeline`` is not a Pipeline whose first step is a fitted ColumnTransformer with
-    exactly one transformer per input column named after it (and nothing passed through as
-    remainder); a middle step is not a selector with ``get_support()``; the final estimator is
-    not a tree ensemble shap reads exactly (HistGradientBoosting without native categorical
-    splits, GradientBoosting, RandomForest, ExtraTrees, LightGBM or XGBoost sklearn wrappers), or
-    is a classifier with more than two classes.
+    groups: dict[str, list[int]]
+    estimator: Any
+    encode: Callable[[pd.DataFrame], np.ndarray]
+
+
+def pipeline_parts(pipeline: Any, input_columns: Sequence[str]) -> PipelineParts | None:
+    """The parts of a pipeline following the project convention, or None.
+
+    None unless ``pipeline`` is a Pipeline whose first step is a fitted ColumnTransformer with
+    exactly one transformer per input column named after it (nothing passed through as
+    remainder) and every middle step is a selector with ``get_support()``.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -107,21 +115,35 @@ def sklearn_tree_view(pipeline: Any, input_columns: Sequence[str]) -> TreeView |
         return None
     for selector in selectors:
         groups = _select(groups, np.asarray(selector.get_support(), dtype=bool))
-
-    estimator = pipeline.steps[-1][1]
-    classes = getattr(estimator, "classes_", None)
-    if classes is not None and len(classes) != 2:
-        return None
-    found = _tree_model(estimator)
-    if found is None:
-        return None
-    model, output, contributions = found
     encoder = pipeline[:-1]
 
     def encode(frame: pd.DataFrame) -> np.ndarray:
         return _dense(encoder.transform(frame))
 
-    return TreeView(encode=encode, model=model, groups=groups, output=output,
+    return PipelineParts(groups, pipeline.steps[-1][1], encode)
+
+
+def sklearn_tree_view(pipeline: Any, input_columns: Sequence[str]) -> TreeView | None:
+    """A TreeView of a fitted pipeline following the project convention, or None.
+
+    None when: ``pipeline`` is not a Pipeline whose first step is a fitted ColumnTransformer with
+    exactly one transformer per input column named after it (and nothing passed through as
+    remainder); a middle step is not a selector with ``get_support()``; the final estimator is
+    not a tree ensemble shap reads exactly (HistGradientBoosting without native categorical
+    splits, GradientBoosting, RandomForest, ExtraTrees, LightGBM or XGBoost sklearn wrappers), or
+    is a classifier with more than two classes.
+    """
+    parts = pipeline_parts(pipeline, input_columns)
+    if parts is None:
+        return None
+    classes = getattr(parts.estimator, "classes_", None)
+    if classes is not None and len(classes) != 2:
+        return None
+    found = _tree_model(parts.estimator)
+    if found is None:
+        return None
+    model, output, contributions = found
+    return TreeView(encode=parts.encode, model=model, groups=parts.groups, output=output,
                     contributions=contributions)
 
 
