@@ -121,12 +121,12 @@ def workspace_decisions(ws: Workspace, since: str, until: str) -> dict[tuple[str
             for k, v in counts.items()}
 
 
-@pytest.fixture(scope="module")
-def reported(module_stack, model_dir, german, tmp_path_factory) -> Reported:
+def documented_world(stack, model_dir: Path, german, tmp_path_factory, label: str):
+    """A World on ``stack`` with the German credit split registered (75/25, seed 7) and
+    credit-risk:1 staged and documented by dana: ``(world, version)``."""
     from nexml_ext.ml.data import split
 
-    backend, s = module_stack
-    artifacts = tmp_path_factory.mktemp("report-artifacts")
+    artifacts = tmp_path_factory.mktemp(f"{label}-artifacts")
 
     def fresh(tag: str = "") -> Path:
         target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
@@ -134,11 +134,18 @@ def reported(module_stack, model_dir, german, tmp_path_factory) -> Reported:
         return target
 
     train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
-    version = world.staged(s.dana, "credit-risk")
-    world.document(s.dana, version.ref)
+    t = stack.dana.register_dataset(train, "credit-train", split="train")
+    h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
+    world = World(stack, fresh, t.ref, h.ref)
+    version = world.staged(stack.dana, "credit-risk")
+    world.document(stack.dana, version.ref)
+    return world, version
+
+
+@pytest.fixture(scope="module")
+def reported(module_stack, model_dir, german, tmp_path_factory) -> Reported:
+    backend, s = module_stack
+    world, version = documented_world(s, model_dir, german, tmp_path_factory, "report")
     s.dana.compliance(version.ref).set("domain", {"out_of_scope_uses": SCRIPT})
     s.mia.validate(version.ref, dataset=world.holdout)
     s.mark.approve(version.ref, findings=FINDINGS)

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nexml_ext.errors import IntegrityError, InvalidInput, PermissionDenied
 from nexml_ext.workspace.core import PLATFORM_USER
-from tests.reports.conftest import ARTIFACTS, nexml
+from tests.reports.conftest import ARTIFACTS, documented_world, nexml
 from tests.workspace.conftest import World
 
 FINDINGS = "Validation report read: AUC interval above the template minimum; no adverse impact."
@@ -41,24 +38,10 @@ class Validated:
 
 @pytest.fixture(scope="module")
 def validated(module_stack, model_dir, german, tmp_path_factory) -> Validated:
-    from nexml_ext.ml.data import split
-
     backend, s = module_stack
-    artifacts = tmp_path_factory.mktemp("validation-artifacts")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
-    version = world.staged(s.dana, "credit-risk")
-    world.document(s.dana, version.ref)
-    in_process = s.mia.validate(version.ref, dataset=h.ref)
-    report = s.mark.make_report("validation", subject=version.ref, dataset=h.ref)
+    world, version = documented_world(s, model_dir, german, tmp_path_factory, "validation")
+    in_process = s.mia.validate(version.ref, dataset=world.holdout)
+    report = s.mark.make_report("validation", subject=version.ref, dataset=world.holdout)
     (validation,) = [v for v in s.mark.validations(version.ref) if v.report_id == report.id]
     approval = s.mia.approve(version.ref, findings=FINDINGS)
     data = s.mark.report_html(report.id)
