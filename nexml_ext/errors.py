@@ -77,3 +77,9 @@ class ReportFailed(NexmlError):
     """A report template raised while the platform ran it; the report is recorded as failed."""
 
     exit_code = 12
+
+
+class DeliveryFailed(NexmlError):
+    """An alert could not be delivered to its sink (webhook, email); the reason names no secret."""
+
+    exit_code = 13
