@@ -1241,6 +1241,15 @@ def server(  # type: ignore[no-untyped-def]
     serve(ws, chosen, host=host, port=port, max_body_bytes=max_body_bytes)
 
 
+# Commands that live in modules of their own (imported last: they build on the helpers above).
+from .cli_batch import batch  # noqa: E402
+from .cli_monitoring import alert_sink, alerts, monitor  # noqa: E402
+from .cli_retrain import retrain, shadow  # noqa: E402
+
+for _command in (batch, monitor, alerts, alert_sink, retrain, shadow):
+    cli.add_command(_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage mistakes, like refusals, are one line (`error: ...`), exit status 2."""
     try:

@@ -46,6 +46,7 @@ def create_app(workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastA
     from ..workspace.predictions import decision_log
 
     gateway = workspace._as_platform()
+    gateway._clock = None  # the gateway records real time, even over a simulating workspace
     log = decision_log(gateway._db)
     app = FastAPI(
         title="nexml-ext serving",

@@ -109,3 +109,50 @@ def check_compliance(ref: str, tier: int | None, missing: Iterable[str]) -> None
             f"cannot approve {ref}: mandatory compliance sections for {tier_text} are "
             f"incomplete: {', '.join(missing)}"
         )
+
+
+# --- shadow-only deployments -----------------------------------------------------------------
+#
+# Only a deployed version answers requests. A manager may also put a version that is waiting
+# for its decision (a retrained challenger in staging) or approved but not deployed on a
+# deployment of its own to compare it on live traffic (``Workspace.shadow``): such a deployment
+# serves a version that is not ``deployed``, and it may be a route's shadow only — scored and
+# recorded beside the answer, never the answer.
+
+#: States of a version a shadow-only deployment may be made for.
+SHADOW_SOURCES = frozenset({Status.STAGING, Status.APPROVED})
+
+
+def check_shadow_source(ref: str, status: Status | str) -> None:
+    """A shadow-only deployment is made for a staging or approved version only."""
+    current = Status(status)
+    if current not in SHADOW_SOURCES:
+        why = (
+            "it already answers on its own deployment"
+            if current is Status.DEPLOYED
+            else "it can never serve"
+        )
+        raise InvalidTransition(
+            f"cannot shadow {ref}: it is {current.value} ({why}); only a staging or approved "
+            "version may be put on a shadow-only deployment"
+        )
+
+
+def answers(status: Status | str) -> bool:
+    """Whether a deployment serving a version in ``status`` may answer requests."""
+    return Status(status) is Status.DEPLOYED
+
+
+def check_answering(
+    route: str, targets: Iterable[tuple[str, str]], statuses: dict[str, str]
+) -> None:
+    """Every deployment that may answer on ``route`` (``targets``: ``(where, deployment)``
+    pairs, e.g. ``("default", "credit")``) serves a deployed version; ``statuses`` maps each
+    deployment to its version's status. A shadow-only deployment is refused by name."""
+    for where, deployment in targets:
+        status = statuses.get(deployment)
+        if status is not None and not answers(status):
+            raise InvalidInput(
+                f"route {route}: {where} {deployment!r} is a shadow-only deployment (it serves "
+                f"a {status} version); it may only be the route's shadow, never answer"
+            )

@@ -72,6 +72,10 @@ ACTIONS: tuple[Action, ...] = (
     _A("model.deploy", "deploy an approved version to a named deployment"),
     _A("model.rollback", "point a deployment back at an earlier approved version"),
     _A("model.retire", "retire a version so it can never serve again"),
+    _A("model.retrain", "have the platform retrain a deployed model on new labelled data into "
+                        "staging, with a comparison report (it never deploys)"),
+    _A("model.shadow", "put a staging or approved version on a shadow-only deployment: scored "
+                       "and recorded beside a route's answers, never answering"),
     _A("deployment.export", "write a bundle (Dockerfile, Kubernetes manifests) of a deployment"),
     _A("route.manage", "create and change routing rules and rotate route keys"),
     _A("model.score", "score inputs on an active deployment (each decision is recorded)"),
@@ -88,6 +92,13 @@ ACTIONS: tuple[Action, ...] = (
     _A("schedule.manage", "add, enable, disable and remove schedules (each fire needs the kind's "
                           "own permission, as the schedule's creator)"),
     _A("schedule.run", "submit due schedules' jobs as the platform (`nexml scheduler`)"),
+    _A("monitor.enrol", "enrol a deployment for monitoring, change or remove its monitor"),
+    _A("monitor.view", "list monitors and read their time series (aggregates, no records)"),
+    _A("monitor.run", "run a deployment's monitor over its recorded decisions"),
+    _A("alert.view", "list monitoring alerts"),
+    _A("alert.acknowledge", "acknowledge a monitoring alert with a note"),
+    _A("alert.configure", "add and remove alert sinks (webhook, email, log)"),
+    _A("clock.simulate", "set a workspace's clock for a simulation (stamps its decisions)"),
 )
 
 _DS, _MG, _CO, _SA, _PF = (
@@ -104,7 +115,7 @@ _PLATFORM_READS = {_PF: Grant.ALLOW}
 MATRIX: dict[str, dict[Role, Grant]] = {
     "user.manage": {_SA: Grant.ALLOW},
     "token.own": dict(_ALL_PEOPLE),
-    "dataset.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
+    "dataset.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW, _PF: Grant.ALLOW},
     "dataset.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
     "model.train": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
     "model.register": {_DS: Grant.ALLOW, _MG: Grant.ALLOW},
@@ -123,6 +134,10 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "model.deploy": {_MG: Grant.ALLOW},
     "model.rollback": {_MG: Grant.ALLOW},
     "model.retire": {_MG: Grant.ALLOW},
+    # Retraining runs as the platform (it ingests the labelled data, trains, registers); the
+    # person who asks is the challenger's author, so someone else must approve it.
+    "model.retrain": {_DS: Grant.OWN, _MG: Grant.ALLOW, _PF: Grant.ALLOW},
+    "model.shadow": {_MG: Grant.ALLOW},
     "deployment.export": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
     "route.manage": {_MG: Grant.ALLOW},
     # The scoring gateway scores as the platform; managers may score from a notebook.
@@ -146,6 +161,15 @@ MATRIX: dict[str, dict[Role, Grant]] = {
     "schedule.view": {_MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
     "schedule.manage": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
     "schedule.run": {_SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    # Monitoring: managers enrol deployments; alerts are acknowledged by a person.
+    "monitor.enrol": {_MG: Grant.ALLOW},
+    "monitor.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "monitor.run": {_MG: Grant.ALLOW, _SA: Grant.ALLOW, _PF: Grant.ALLOW},
+    "alert.view": {**_ALL_PEOPLE, **_PLATFORM_READS},
+    "alert.acknowledge": {_MG: Grant.ALLOW, _CO: Grant.ALLOW, _SA: Grant.ALLOW},
+    "alert.configure": {_MG: Grant.ALLOW, _SA: Grant.ALLOW},
+    # Simulated time (demo, tests) backdates decisions: superadmins only, and it is an event.
+    "clock.simulate": {_SA: Grant.ALLOW},
 }
 
 assert set(MATRIX) == {a.name for a in ACTIONS}, "every action has a row and every row an action"

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 #: Modules imported (once, on first look-up) so that their ``register_kind`` calls have run.
-KIND_MODULES: list[str] = ["nexml_ext.jobs.kinds", "nexml_ext.reports.jobs"]
+KIND_MODULES: list[str] = ["nexml_ext.jobs.kinds", "nexml_ext.reports.jobs",
+                           "nexml_ext.jobs.retrain", "nexml_ext.monitoring.jobs"]
 
 #: How many times a worker may start a job before a crash ends it failed (submitters may change it
 #: per job, within 1..MAX_ATTEMPTS_LIMIT). A job that *raises* is never retried: only a worker

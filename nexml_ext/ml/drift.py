@@ -31,6 +31,10 @@ the change in missing rate; a column with no values on one side has no statistic
 its values gives the bin counts (binary search of the edges), the Wasserstein distance (a linear
 merge with the reference sample) and the KS inputs; categorical columns are one hash count
 (``value_counts``).
+
+Each column's result is built from counts (``numeric_column``, ``categorical_column``), so
+``ml/batch.py`` builds the same results from counts summed over chunks of data larger than
+memory (``drift_columns`` checks a request, ``assemble_report`` makes the report).
 """
 
 from __future__ import annotations
@@ -184,11 +188,30 @@ def drift_report(
         distance_threshold=distance_threshold,
         dataset_drift_share=dataset_drift_share,
     )
-    profiles = _profiles(baseline)
     if not isinstance(current, pd.DataFrame):
         raise InvalidInput("drift needs the current data as a pandas DataFrame")
     if len(current) == 0:
         raise InvalidInput("cannot compute drift: the current data has no rows")
+    profiles, names = drift_columns(baseline, list(current.columns), columns, score_column)
+    results = {c: _column_drift(c, profiles[c], current[c], settings) for c in names}
+    prediction = None
+    if score_column is not None:
+        prediction = _column_drift(
+            score_column, profiles[score_column], current[score_column], settings
+        )
+    return assemble_report(baseline, len(current), settings, results, prediction)
+
+
+def drift_columns(
+    baseline: Any,
+    available: list[Any],
+    columns: list[str] | None = None,
+    score_column: str | None = None,
+) -> tuple[dict[str, dict], list[str]]:
+    """The checked column profiles of ``baseline`` and the feature columns to compare (the score
+    column left out), given the current data's ``available`` columns. Raises InvalidInput as
+    ``drift_report`` does."""
+    profiles = _profiles(baseline)
     if score_column is not None and score_column not in profiles:
         raise InvalidInput(f"score column {score_column!r} has no baseline profile")
     names = list(profiles) if columns is None else list(columns)
@@ -197,21 +220,25 @@ def drift_report(
     if unknown:
         raise InvalidInput(f"no baseline profile for column(s): {', '.join(map(str, unknown))}")
     wanted = names + ([score_column] if score_column is not None else [])
-    absent = [c for c in wanted if c not in current.columns]
+    absent = [c for c in wanted if c not in available]
     if absent:
         raise InvalidInput(f"current data lacks baseline column(s): {', '.join(map(str, absent))}")
     if not wanted:
         raise InvalidInput("cannot compute drift: no columns to compare")
+    return profiles, names
 
-    results = {c: _column_drift(c, profiles[c], current[c], settings) for c in names}
-    prediction = None
-    if score_column is not None:
-        prediction = _column_drift(
-            score_column, profiles[score_column], current[score_column], settings
-        )
+
+def assemble_report(
+    baseline: dict,
+    rows: int,
+    settings: DriftSettings,
+    results: dict[str, ColumnDrift],
+    prediction: ColumnDrift | None = None,
+) -> DriftReport:
+    """The report of per-column results: the share of columns at ``alert`` and the verdict."""
     share = sum(r.status == "alert" for r in results.values()) / len(results) if results else 0.0
     return DriftReport(
-        rows=len(current),
+        rows=int(rows),
         baseline_rows=int(baseline.get("rows", 0)),
         settings=settings,
         columns=results,
@@ -282,11 +309,12 @@ def _column_drift(name: str, profile: dict, series: pd.Series, s: DriftSettings)
     return _categorical_drift(name, profile, series, s)
 
 
-def _use_test(n: int, s: DriftSettings) -> bool:
+def uses_test(n: int, s: DriftSettings) -> bool:
+    """Whether ``n`` current values get a test (else a distance) under ``s``."""
     return s.method == "test" or (s.method == "auto" and n <= s.max_test_rows)
 
 
-def _one_side_empty(name: str, kind: str, profile: dict, rows: int, total: int) -> ColumnDrift:
+def one_side_empty(name: str, kind: str, profile: dict, rows: int, total: int) -> ColumnDrift:
     """A column with no values in the baseline or in the current data: nothing to compare, and
     drift (alert) unless both sides are empty."""
     base = float(profile.get("missing_rate", 0.0))
@@ -314,47 +342,100 @@ def _one_side_empty(name: str, kind: str, profile: dict, rows: int, total: int) 
     )
 
 
-def _numeric_drift(name: str, profile: dict, series: pd.Series, s: DriftSettings) -> ColumnDrift:
+def numeric_values(name: str, series: pd.Series) -> np.ndarray:
+    """A numeric column's values as floats (missing as NaN); InvalidInput if not numeric."""
     try:
-        values = pd.to_numeric(series, errors="raise").to_numpy(dtype=float, na_value=np.nan)
+        return pd.to_numeric(series, errors="raise").to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):
         raise InvalidInput(
             f"column {name!r} is numeric in the baseline but not in the current data"
         ) from None
+
+
+def numeric_cells(name: str, profile: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(interior edges, baseline proportions) of a numeric column with at least one edge: the
+    current count of each cell is the difference of the counts at or below the interior edges."""
+    edges = np.asarray(profile["edges"], dtype=float)
+    if edges.size == 1:  # constant baseline: "<= c" holds everything, "> c" nothing
+        return edges, np.array([1.0, 0.0])
+    counts = np.asarray(profile["counts"], dtype=float)
+    if counts.size != edges.size - 1 or counts.sum() <= 0:
+        raise InvalidInput(f"baseline profile of column {name!r} has inconsistent bin counts")
+    return edges[1:-1], counts / counts.sum()
+
+
+def reference_sample(profile: dict) -> np.ndarray:
+    """The profile's reference sample, finite values only, sorted."""
+    sample = np.asarray(profile.get("sample") or [], dtype=float)
+    return np.sort(sample[np.isfinite(sample)])
+
+
+def distance_scale(profile: dict) -> float:
+    """What the Wasserstein distance is divided by: the baseline's standard deviation (1 for a
+    constant baseline: a distance in the column's units)."""
+    std = float(profile.get("std") or 0.0)
+    return std if std > 0 else 1.0
+
+
+def _numeric_drift(name: str, profile: dict, series: pd.Series, s: DriftSettings) -> ColumnDrift:
+    values = numeric_values(name, series)
     current = np.sort(values[np.isfinite(values)])
     n = current.size
-    edges = np.asarray(profile["edges"], dtype=float)
-    if n == 0 or edges.size == 0:
-        return _one_side_empty(name, "numeric", profile, n, values.size)
-    if edges.size == 1:  # constant baseline: "<= c" holds everything, "> c" nothing
-        interior, expected = edges, np.array([1.0, 0.0])
-    else:
-        interior = edges[1:-1]
-        counts = np.asarray(profile["counts"], dtype=float)
-        if counts.size != edges.size - 1 or counts.sum() <= 0:
-            raise InvalidInput(f"baseline profile of column {name!r} has inconsistent bin counts")
-        expected = counts / counts.sum()
-    # number of values <= each interior edge; differences are the (left-open) bin counts
-    at_or_below = np.searchsorted(current, interior, side="right")
-    actual = np.diff(np.concatenate(([0], at_or_below, [n]))) / n
-    value = psi(expected, actual, epsilon=s.epsilon)
-
-    sample = np.asarray(profile.get("sample") or [], dtype=float)
-    sample = np.sort(sample[np.isfinite(sample)])
-    test = statistic = p = threshold = None
-    drifted = False
+    if n == 0 or len(profile["edges"]) == 0:
+        return one_side_empty(name, "numeric", profile, n, values.size)
+    interior, _ = numeric_cells(name, profile)
+    sample = reference_sample(profile)
+    test = statistic = p = None
     if sample.size:
-        if _use_test(n, s):
+        if uses_test(n, s):
             result = stats.ks_2samp(sample, current)
             test, statistic, p = "ks", float(result.statistic), float(result.pvalue)
-            threshold, drifted = s.p_value, p < s.p_value
         else:
-            std = float(profile.get("std") or 0.0)
-            scale = std if std > 0 else 1.0  # a constant baseline: distance in the column's units
-            test, statistic = "wasserstein", _wasserstein_sorted(sample, current) / scale
-            threshold, drifted = s.distance_threshold, statistic >= s.distance_threshold
+            statistic = _wasserstein_sorted(sample, current) / distance_scale(profile)
+            test = "wasserstein"
+    # number of values <= each interior edge; differences are the (left-open) bin counts
+    at_or_below = np.searchsorted(current, interior, side="right")
+    return numeric_column(
+        name,
+        profile,
+        s,
+        rows=n,
+        total=values.size,
+        at_or_below=at_or_below,
+        test=test,
+        statistic=statistic,
+        p_value=p,
+    )
+
+
+def numeric_column(
+    name: str,
+    profile: dict,
+    s: DriftSettings,
+    *,
+    rows: int,
+    total: int,
+    at_or_below: Any,
+    test: str | None,
+    statistic: float | None,
+    p_value: float | None,
+) -> ColumnDrift:
+    """A numeric column's result from its counts: ``rows`` present of ``total`` current values,
+    ``at_or_below`` of each interior edge (``numeric_cells``), and the test (``ks``, with its
+    p-value) or distance (``wasserstein``, scaled) already computed, or None without a sample."""
+    n, p = int(rows), p_value
+    edges = np.asarray(profile["edges"], dtype=float)
+    _, expected = numeric_cells(name, profile)
+    at_or_below = np.asarray(at_or_below, dtype=np.int64)
+    actual = np.diff(np.concatenate(([0], at_or_below, [n]))) / n
+    value = psi(expected, actual, epsilon=s.epsilon)
+    threshold, drifted = None, False
+    if test == "ks":
+        threshold, drifted = s.p_value, p < s.p_value
+    elif test == "wasserstein":
+        threshold, drifted = s.distance_threshold, statistic >= s.distance_threshold
     base_missing = float(profile.get("missing_rate", 0.0))
-    cur_missing = 1.0 - n / values.size
+    cur_missing = 1.0 - n / total
     return ColumnDrift(
         column=name,
         kind="numeric",
@@ -387,22 +468,36 @@ def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     return float(np.sum(np.abs(cu / u.size - cv / v.size) * np.diff(merged)))
 
 
+def category_counts(series: pd.Series) -> pd.Series:
+    """Present values counted by their text (the profile's keys; 1 and "1" are one category),
+    sorted by text: counts of parts of a column add up to the whole column's."""
+    counts = series.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]
+    counts = counts.groupby(counts.index.map(str), sort=False).sum()
+    return counts.sort_index(kind="mergesort")
+
+
 def _categorical_drift(
     name: str, profile: dict, series: pd.Series, s: DriftSettings
 ) -> ColumnDrift:
-    counts = series.value_counts(dropna=True, sort=False)
-    counts = counts[counts > 0]
-    # the profile keys categories by their text; 1 and "1" are the same category
-    counts = counts.groupby(counts.index.map(str), sort=False).sum()
+    return categorical_column(name, profile, s, category_counts(series), len(series))
+
+
+def categorical_column(
+    name: str, profile: dict, s: DriftSettings, counts: pd.Series, total: int
+) -> ColumnDrift:
+    """A categorical column's result from ``counts`` (``category_counts``, text -> count, sorted
+    by text) of ``total`` current values."""
     n = int(counts.sum())
     frequencies = profile["frequencies"]
     if n == 0 or sum(frequencies.values()) <= 0:
-        return _one_side_empty(name, "categorical", profile, n, len(series))
+        return one_side_empty(name, "categorical", profile, n, total)
     named = [k for k in frequencies if k != OTHER]
     ref = np.array([frequencies[k] for k in named], dtype=float)
     ref_other = float(frequencies.get(OTHER, 0))
     cur = counts.reindex(named, fill_value=0).to_numpy(dtype=float)
-    unseen = counts[~counts.index.isin(named)].sort_values(ascending=False)
+    # largest first; equal counts in text order, so the named ones do not depend on data order
+    unseen = counts[~counts.index.isin(named)].sort_values(ascending=False, kind="mergesort")
     cells = list(named)
     # one pooled cell for categories outside the baseline's named ones (its "__other__")
     if ref_other > 0 or unseen.size:
@@ -413,7 +508,7 @@ def _categorical_drift(
     actual = cur / n
     value = psi(expected, actual, epsilon=s.epsilon)
 
-    if _use_test(n, s):
+    if uses_test(n, s):
         # expected counts from epsilon-clipped proportions, renormalised to sum to n
         clipped = np.maximum(expected, s.epsilon)
         f_exp = clipped / clipped.sum() * n
@@ -426,7 +521,7 @@ def _categorical_drift(
         statistic = _jensen_shannon(expected, actual)
         drifted = statistic >= s.distance_threshold
     base_missing = float(profile.get("missing_rate", 0.0))
-    cur_missing = 1.0 - n / len(series)
+    cur_missing = 1.0 - n / total
     listed = unseen.iloc[:UNSEEN_LISTED]
     return ColumnDrift(
         column=name,

@@ -76,6 +76,20 @@ KINDS: dict[str, Kind] = {
             requires=("validation.request",),
             dataset=True,
         ),
+        # A retrained challenger against the champion it was trained to replace (named in the
+        # challenger's lineage), both scored on the same holdout: side by side, with the
+        # recommendation. It is also the challenger's platform validation, recorded like the
+        # validation report's (``nexml_ext.workspace.retraining``).
+        Kind(
+            "comparison",
+            "comparison.ipynb",
+            "Champion/challenger comparison",
+            subject=True,
+            period=False,
+            reads=_BASE_READS | {"model.analyse"},
+            requires=("validation.request",),
+            dataset=True,
+        ),
     )
 }
 

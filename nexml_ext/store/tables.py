@@ -381,6 +381,23 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
     resolved_by: Mapped[str | None] = mapped_column(NAME)
+    # Added by migration 0007 (monitoring): what breached, deduplicated per deployment, metric,
+    # feature and window kind (one alert counts repeats), and who acknowledged it.
+    monitor_id: Mapped[int | None] = mapped_column(ForeignKey("monitors.id"), index=True)
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"), index=True)
+    metric: Mapped[str | None] = mapped_column(String(64))
+    feature: Mapped[str | None] = mapped_column(String(200))
+    window_kind: Mapped[str | None] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_window_start: Mapped[datetime | None] = mapped_column(DateTime)
+    last_window_start: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(NAME)
+    ack_note: Mapped[str | None] = mapped_column(Text)
 
 
 class Setting(Base):
@@ -391,3 +408,104 @@ class Setting(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(NAME)
+
+
+# --- monitoring (migration 0007) -----------------------------------------------------------
+
+
+class Monitor(Base):
+    """A deployment enrolled for monitoring: which checks, on which window, with which
+    threshold overrides (the rest come from the model's compliance template), where alerts go,
+    and whether an alert asks for retraining from a labelled-data ``source``."""
+
+    __tablename__ = "monitors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), unique=True)
+    window_kind: Mapped[str] = mapped_column(String(16), default="weekly")
+    checks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    segments: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sinks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    retrain_on_alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(NAME)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class MonitorRun(Base):
+    """One evaluation of one window of one monitor (a re-run of a window replaces its results)."""
+
+    __tablename__ = "monitor_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    window_kind: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime] = mapped_column(DateTime)
+    window_end: Mapped[datetime] = mapped_column(DateTime)
+    rows: Mapped[int] = mapped_column(Integer)
+    outcomes: Mapped[int] = mapped_column(Integer)
+    breaches: Mapped[int] = mapped_column(Integer)
+    alerts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    run_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class MonitorResult(Base):
+    """One point of a monitoring time series: a metric of one window, overall or for one
+    feature, segment or protected group, against its threshold."""
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "window_kind", "window_start", "metric", "feature"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("monitor_runs.id"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    window_kind: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    window_end: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(32))  # data_drift | prediction_drift | ...
+    metric: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))  # overall | feature | segment | group
+    feature: Mapped[str] = mapped_column(String(200), default="")
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    direction: Mapped[str | None] = mapped_column(String(8))  # max | min
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    rows: Mapped[int] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertSink(Base):
+    """A named place alerts are sent to: webhook, email or log. Secrets are never stored:
+    the config names the environment variable that holds one."""
+
+    __tablename__ = "alert_sinks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AlertDelivery(Base):
+    """One attempt to send one alert to one sink, and how it went."""
+
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    sink: Mapped[str] = mapped_column(NAME)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # sent | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -25,6 +25,7 @@ from ..store.artifacts import ArtifactStore
 from ..store.database import Database
 from .analysis import AnalysisMixin
 from .audit import AuditTrail
+from .batch import BatchMixin
 from .compliance import ComplianceMixin, ComplianceRecord
 from .core import EVENTS_CHAIN, PLATFORM_USER
 from .datasets import DatasetsMixin
@@ -32,8 +33,10 @@ from .decisions import DecisionsMixin
 from .identity import IdentityMixin, issue_token
 from .jobs import JobsMixin
 from .models import ModelsMixin
+from .monitoring import MonitoringMixin
 from .predictions import PredictionsMixin
 from .reports import ReportsMixin
+from .retraining import RetrainingMixin
 from .routes import RoutesMixin
 from .schedules import SchedulesMixin
 from .training import TrainingMixin
@@ -50,10 +53,13 @@ class Workspace(
     DecisionsMixin,
     RoutesMixin,
     AnalysisMixin,
+    BatchMixin,
     JobsMixin,
     PredictionsMixin,
     ReportsMixin,
     SchedulesMixin,
+    RetrainingMixin,
+    MonitoringMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 

@@ -7,8 +7,9 @@ audit event, so a refused or failed call changes nothing and every change is in 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -31,6 +32,11 @@ PLATFORM_USER = "nexml-platform"
 
 class WorkspaceCore:
     """State and helpers every part of the Workspace shares."""
+
+    #: Where "now" comes from for recorded decisions, outcomes and monitors: None is the system
+    #: clock. Only ``set_clock`` (superadmins, an audited event; workspace/monitoring.py) sets
+    #: it, for simulations; a gateway process opens its own Workspace and never has one.
+    _clock: Callable[[], datetime] | None = None
 
     def __init__(
         self, settings: Settings, db: Database, store: ArtifactStore, principal: Principal
@@ -55,6 +61,15 @@ class WorkspaceCore:
         clone.__dict__.update(self.__dict__)
         clone.principal = Principal(PLATFORM_USER, Role.PLATFORM)
         return clone
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """The current time (naive UTC) for decisions, outcomes and monitors: the clock seam."""
+        if self._clock is None:
+            return t.utcnow()
+        now = self._clock()
+        return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
     # --- transactions and the audit chain -------------------------------------------------------
 

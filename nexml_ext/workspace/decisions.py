@@ -286,7 +286,9 @@ class DecisionsMixin(WorkspaceCore):
         else:
             old = deployment.model_version
             if deployment.status == "active" and old.id != version.id:
-                old.status = lifecycle.next_status("undeploy", old.status, ref).value
+                # A shadow-only deployment's version (staging, approved) never was deployed.
+                if lifecycle.answers(old.status):
+                    old.status = lifecycle.next_status("undeploy", old.status, ref).value
                 previous = format_ref(old.model.name, old.version)
             deployment.model_version_id = version.id
             deployment.model_version = version

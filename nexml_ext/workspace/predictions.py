@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..governance import lifecycle
 from ..governance.audit import GENESIS, canonical_json, record_hash
 from ..governance.naming import format_ref
 from ..governance.roles import Role
@@ -122,6 +123,11 @@ class PredictionsMixin(WorkspaceCore):
             uuid.uuid4().hex for _ in range(n)
         ]
         served = self._served_version(deployment, state)
+        if not (shadow or served["answers"]):
+            raise InvalidTransition(
+                f"cannot answer on {deployment!r}: it is a shadow-only deployment (it serves "
+                f"{served['ref']}, not deployed); it may only shadow a route"
+            )
         model = served["model"]
         rows = model.validate(frame)  # InvalidInput naming every bad field: nothing recorded
         scored, encoded = _served_model(model, served["artifact_sha256"]).score(rows)
@@ -132,6 +138,7 @@ class PredictionsMixin(WorkspaceCore):
         )
         latency = (time.perf_counter() - started) * 1000.0
         columns = [str(c) for c in rows.columns]
+        at = None if self._clock is None else self._now()  # None: the decision log stamps it
         inputs_of = [
             {c: _plain(v) for c, v in zip(columns, values, strict=True)}
             for values in zip(*(rows[c].tolist() for c in rows.columns), strict=True)
@@ -153,6 +160,7 @@ class PredictionsMixin(WorkspaceCore):
                 "reasons": reasons[i],
                 "caller": caller or self.principal.name,
                 "latency_ms": latency,
+                "at": at,
             }
             for i in range(n)
         ]
@@ -180,17 +188,23 @@ class PredictionsMixin(WorkspaceCore):
         since: datetime | Date | str | None = None,
         until: datetime | Date | str | None = None,
         deployment: str | None = None,
+        route: str | None = None,
         limit: int = 100,
     ) -> list[views.Decision]:
         """Recorded decisions, oldest first, with each record's chain proof.
 
         ``date`` is one UTC day; ``since``/``until`` a range (a bare ``until`` date includes
-        that day). Each call by a person appends a ``prediction.read`` event naming the query
-        and the request ids returned. Raises PermissionDenied, InvalidInput.
+        that day); ``route`` the route a decision was asked through. Each call by a person
+        appends a ``prediction.read`` event naming the query and the request ids returned.
+        Raises PermissionDenied, InvalidInput (a bad limit, a period that ends before it starts).
         """
         self._authorize("prediction.read", "prediction records")
-        if limit < 1:
-            raise InvalidInput(f"limit must be a positive number, got {limit}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a positive number, got {limit!r}")
+        if since is not None and until is not None and (
+            _when(since, end=False) > _when(until, end=True)
+        ):
+            raise InvalidInput(f"the period starts after it ends: {since} is after {until}")
         query = (
             select(t.PredictionRecord, t.Deployment.name, t.Model.name, t.ModelVersion.version)
             .join(t.Deployment, t.Deployment.id == t.PredictionRecord.deployment_id)
@@ -212,6 +226,8 @@ class PredictionsMixin(WorkspaceCore):
             query = query.where(P.at <= _when(until, end=True))
         if deployment:
             query = query.where(t.Deployment.name == deployment)
+        if route:
+            query = query.where(P.route == route)
         with self._read() as s:
             rows = s.execute(query).all()
             before = _predecessors(s, [row for row, *_ in rows])
@@ -238,6 +254,7 @@ class PredictionsMixin(WorkspaceCore):
                 "since": since,
                 "until": until,
                 "deployment": deployment,
+                "route": route,
                 "limit": limit,
             }
             with self._write() as s:
@@ -330,7 +347,7 @@ class PredictionsMixin(WorkspaceCore):
                         )
             if clashes:
                 _invalid_outcomes("contradictory outcomes", clashes)
-            now = t.utcnow()
+            now = self._now()
             attached = []
             for (field, ident, value), rows in zip(items, reached, strict=True):
                 for row in rows:
@@ -393,6 +410,7 @@ class PredictionsMixin(WorkspaceCore):
                 "artifact_sha256": mv.artifact_sha256,
                 "lineage": mv.lineage or {},
                 "template": mv.model.template,
+                "answers": lifecycle.answers(mv.status),  # False: a shadow-only deployment
             }
 
     def _outputs(self, model, rows, scores, served, explain, encoded=None):  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.orm import Session
 
 from ..errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from ..governance import routing
+from ..governance import lifecycle, routing
 from ..governance.naming import check_name
 from ..governance.routing import RouteDecision, RouteSpec
 from ..store import tables as t
@@ -104,6 +104,7 @@ class RoutesMixin(WorkspaceCore):
         with self._write() as s:
             deployments = self._active_deployments(s)
             parsed = routing.parse_route(raw, _schemas(deployments), name=name)
+            _check_answering(parsed, deployments)  # a shadow-only deployment never answers
             row = self._route_row(s, name, required=False, lock=True)
             before = None if row is None else _spec_of(s, row)
             key = None
@@ -212,7 +213,10 @@ class RoutesMixin(WorkspaceCore):
             row = self._route_row(s, name)
             spec = _spec_of(s, row)
             try:
-                return routing.parse_route(spec, _schemas(self._active_deployments(s)), name=name)
+                deployments = self._active_deployments(s)
+                parsed = routing.parse_route(spec, _schemas(deployments), name=name)
+                _check_answering(parsed, deployments)
+                return parsed
             except InvalidInput as exc:
                 raise Conflict(
                     f"route {name} no longer fits its deployments ({exc}); set it again"
@@ -221,12 +225,14 @@ class RoutesMixin(WorkspaceCore):
     def check_deployment_key(self, deployment: str, key: str | None) -> None:
         """Accept ``key`` for scoring ``deployment`` directly (the Open Inference Protocol path):
         it must be the key of a route that can send traffic there (rule target, default,
-        canary or shadow). Raises AuthenticationFailed otherwise; routes that no longer fit
-        their deployments are skipped, as they serve nothing."""
+        canary; never a shadow-only deployment, whose answers nobody may see). Raises
+        AuthenticationFailed otherwise; routes that no longer fit their deployments are
+        skipped, as they serve nothing."""
         if key:
             for route in self.routes():
                 try:
-                    reaches = deployment in self.route_spec(route.name).deployments
+                    answering = _answering(self.route_spec(route.name))
+                    reaches = deployment in {target for _, target in answering}
                 except Conflict:
                     continue
                 if not reaches:
@@ -272,6 +278,19 @@ def _check_key(name: str, route: RouteRevision | None, key: str | None) -> None:
     if not routing.route_key_matches(key, stored):
         why = "no key presented" if not key else "wrong key"
         raise AuthenticationFailed(f"route key refused for route {name}: {why}")
+
+
+def _answering(spec: RouteSpec) -> list[tuple[str, str]]:
+    """The deployments that may answer on a route (not its shadow), with where it names them."""
+    pairs = [(f"rule {r.name!r}", r.to) for r in spec.rules] + [("default", spec.default)]
+    return pairs + ([("canary", spec.canary.to)] if spec.canary else [])
+
+
+def _check_answering(spec: RouteSpec, deployments: list[t.Deployment]) -> None:
+    """InvalidInput if a shadow-only deployment (serving a version that is not deployed)
+    would answer on the route (``governance.lifecycle.check_answering``)."""
+    statuses = {d.name: d.model_version.status for d in deployments}
+    lifecycle.check_answering(spec.name, _answering(spec), statuses)
 
 
 def _schemas(deployments: list[t.Deployment]) -> dict[str, dict[str, Any]]:

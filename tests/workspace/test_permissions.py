@@ -232,6 +232,88 @@ def _inv_schedule_run(w, ws, author):
     assert name in {f.schedule for f in fired}
 
 
+def _monitored(w):
+    """A deployment enrolled for monitoring by a manager (made once per test)."""
+    if "monitored" not in w.__dict__:
+        name = _deployed(w, w.stack.dana)
+        w.stack.mark.enrol_monitor(name, window="daily", thresholds={"traffic_min": 1000})
+        w.monitored = name
+    return w.monitored
+
+
+def _open_alert(w):
+    """An open alert's id: a deployment recorded a few decisions in January 2026 (simulated
+    time) and its monitor found too little traffic, per day, week and month (three alerts)."""
+    from datetime import datetime
+
+    if "alerts_made" not in w.__dict__:
+        name, admin = _monitored(w), w.stack.admin
+        admin.set_clock(lambda: datetime(2026, 1, 5, 10))
+        admin._as_platform().score_deployment(name, _applicants(w), explain=False)
+        admin.set_clock(None)
+        for window in ("daily", "weekly", "monthly"):
+            admin.run_monitor(name, window=window, until="2026-02-01")
+        w.alerts_made = True
+    found = w.stack.admin.alerts(deployment=_monitored(w))
+    return found[0].id if found else 10**6
+
+
+def _inv_monitor_enrol(w, ws, author):
+    name = _monitored(w)
+    assert ws.enrol_monitor(name, window="weekly", replace=True).window == "weekly"
+    assert not ws.disable_monitor(name).enabled
+    assert ws.enrol_monitor(name, window="daily", thresholds={"traffic_min": 1000}).enabled
+
+
+def _inv_monitor_view(w, ws, author):
+    name = _monitored(w)
+    assert name in {m.deployment for m in ws.monitors()}
+    assert ws.monitor(name).deployment == name
+    assert isinstance(ws.monitor_results(name), list)
+
+
+def _inv_monitor_run(w, ws, author):
+    assert ws.run_monitor(_monitored(w), until="2026-01-01") == []
+
+
+def _inv_alert_view(w, ws, author):
+    assert isinstance(ws.alerts(status="all"), list)
+
+
+def _inv_alert_acknowledge(w, ws, author):
+    alert = _open_alert(w)
+    assert ws.acknowledge_alert(alert, note="traffic checked").status == "acknowledged"
+
+
+def _inv_alert_configure(w, ws, author):
+    name = w.unique("sink")
+    assert ws.add_alert_sink(name, "log", {}).kind == "log"
+    assert name in {s.name for s in ws.alert_sinks()}
+    assert ws.remove_alert_sink(name).name == name
+
+
+def _inv_clock_simulate(w, ws, author):
+    from datetime import datetime
+
+    ws.set_clock(lambda: datetime(2026, 1, 5))
+    assert ws._now() == datetime(2026, 1, 5)
+    ws.set_clock(None)
+
+
+def _inv_model_retrain(w, ws, author):
+    version = w.approved(author)
+    name = w.unique("dep")
+    w.stack.mark.deploy(version.ref, name=name)
+    csv = w.stack.settings.home.parent / f"{w.unique('labelled')}.csv"
+    w.stack.german.to_csv(csv, index=False)
+    assert ws.retrain(name, source=str(csv)).status == "queued"
+
+
+def _inv_model_shadow(w, ws, author):
+    version = w.staged(author)
+    assert ws.shadow(version.ref, name=w.unique("shadow")).model_ref == version.ref
+
+
 INVOKERS = {
     name.removeprefix("_inv_").replace("_", ".", 1): fn
     for name, fn in dict(globals()).items()
