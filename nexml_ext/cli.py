@@ -1243,10 +1243,11 @@ def server(  # type: ignore[no-untyped-def]
 
 # Commands that live in modules of their own (imported last: they build on the helpers above).
 from .cli_batch import batch  # noqa: E402
+from .cli_dashboards import dashboards  # noqa: E402
 from .cli_monitoring import alert_sink, alerts, monitor  # noqa: E402
 from .cli_retrain import retrain, shadow  # noqa: E402
 
-for _command in (batch, monitor, alerts, alert_sink, retrain, shadow):
+for _command in (dashboards, batch, monitor, alerts, alert_sink, retrain, shadow):
     cli.add_command(_command)
 
 

@@ -26,3 +26,22 @@ def test_benchmarks_still_start():
         result = subprocess.run([sys.executable, str(script), "--help"], cwd=ROOT,
                                 capture_output=True, text=True)
         assert result.returncode == 0, f"{script.name}: {result.stderr[-2000:]}"
+
+
+def test_every_shipped_notebook_is_in_the_wheel():
+    """Report templates and dashboards are found in the source tree or the wheel's shared-data;
+    a notebook without its shared-data line works in a checkout and is missing once installed."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    shared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["wheel"]["shared-data"]
+    shipped = {f"{folder}/{p.name}" for folder in ("notebooks", "widgets")
+               for p in (root / folder).glob("*.ipynb")}
+    assert len(shipped) >= 10
+    missing = sorted(shipped - set(shared))
+    assert not missing, f"no shared-data line in pyproject.toml for {missing}"
+    for source, target in shared.items():
+        assert (root / source).exists(), source
+        if source in shipped:
+            assert target == f"share/nexml-ext/{source}", (source, target)

@@ -34,9 +34,11 @@ from .identity import IdentityMixin, issue_token
 from .jobs import JobsMixin
 from .models import ModelsMixin
 from .monitoring import MonitoringMixin
+from .overview import OverviewMixin
 from .predictions import PredictionsMixin
 from .reports import ReportsMixin
 from .retraining import RetrainingMixin
+from .review import ReviewMixin
 from .routes import RoutesMixin
 from .schedules import SchedulesMixin
 from .training import TrainingMixin
@@ -57,9 +59,11 @@ class Workspace(
     JobsMixin,
     PredictionsMixin,
     ReportsMixin,
+    ReviewMixin,
     SchedulesMixin,
     RetrainingMixin,
     MonitoringMixin,
+    OverviewMixin,
 ):
     """Every nexml-ext use case, as one principal. See the mixins for each concern."""
 
