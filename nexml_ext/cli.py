@@ -1194,11 +1194,17 @@ def docs_permissions() -> None:
     is_flag=True,
     help="Skip the AutoGluon challenger, the switch and the rollback.",
 )
-def demo(demo_home: str | None, no_challenger: bool) -> None:
-    """Run the whole lifecycle on a fresh store, printing each step."""
+@click.option(
+    "--no-serve",
+    is_flag=True,
+    help="End after the lifecycle instead of serving JupyterLab and the dashboards.",
+)
+def demo(demo_home: str | None, no_challenger: bool, no_serve: bool) -> None:
+    """Run the whole lifecycle on a fresh store, printing each step; then serve JupyterLab and
+    the dashboards on 127.0.0.1 with each demo identity's token, until Ctrl-C."""
     from .demo import run
 
-    run(demo_home, challenger=not no_challenger)
+    run(demo_home, challenger=not no_challenger, serve=not no_serve)
 
 
 

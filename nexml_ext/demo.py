@@ -6,8 +6,11 @@ with confidence intervals, fairness, drift); a manager approves, deploys, explai
 application with its adverse-action reasons, puts the model behind a route key and the real HTTP
 gateway (the app `nexml server` runs, on uvicorn at 127.0.0.1) and sends it applications, and
 rolls back; a compliance officer answers "why was this applicant declined?" from the decision
-trail and verifies the audit trail. The refusals a regulated shop relies on are shown along the
-way.
+trail and verifies the audit trail. Then months of traffic are simulated: a weekly monitor
+raises the drift alert in the week the market shifts, the alert asks for a retraining, and the
+challenger waits in staging for a person's approval. The refusals a regulated shop relies on are
+shown along the way. Last, JupyterLab and the dashboards are served on 127.0.0.1 (unless
+``--no-serve``) with each demo identity's token.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -158,8 +162,9 @@ def _next_application(gateway: Gateway, key: str, applicants: Any, i: int) -> st
             f"{verdict}, request {answer['request_id']}")
 
 
-def run(home: str | None = None, *, challenger: bool = True) -> None:
-    """Run the demo in ``home`` (default: a fresh temporary folder, deleted afterwards)."""
+def run(home: str | None = None, *, challenger: bool = True, serve: bool = True) -> None:
+    """Run the demo in ``home`` (default: a fresh temporary folder, deleted afterwards); with
+    ``serve``, end by serving JupyterLab and the dashboards until Ctrl-C."""
     from .workspace import Workspace
 
     temporary = home is None
@@ -170,14 +175,16 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
     gateway: Gateway | None = None
     try:
         _step(f"Create a store in {folder} (SQLite in WAL mode, artifacts in a local folder)")
-        ada, _ = Workspace.init(settings, "ada")
+        ada, ada_token = Workspace.init(settings, "ada")
         opened.append(ada)
+        tokens = {"ada": ("superadmin", ada_token)}
         _say(f"superadmin {ada.principal.name}; token saved to {settings.credentials_path} (0600)")
         people = {}
         for name, role in (("dana", "data_scientist"), ("mark", "manager"),
                            ("cora", "compliance_officer")):
             user, token = ada.add_user(name, role)
             people[name] = Workspace.open(settings, token)
+            tokens[name] = (role, token)
             opened.append(people[name])
             _say(f"added {user.role} {user.name} (token shown once, stored only as a hash)")
         dana, mark, cora = people["dana"], people["mark"], people["cora"]
@@ -351,6 +358,8 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
                  f"{mark.version(v2.ref).status}")
             _say(_next_application(gateway, route_key, applicants, picks[-1] + 2))
 
+        _monitoring_and_retraining(folder, ada, mark, holdout_rows)
+
         _step("cora, compliance officer, verifies the audit trail")
         result = cora.audit.verify()
         for chain in result.chains:
@@ -361,6 +370,13 @@ def run(home: str | None = None, *, challenger: bool = True) -> None:
             _say(f"#{event.seq:<3} {event.at:%H:%M:%S} {event.actor:<15} {event.action}")
         _audit_report_and_schedules(folder, ada, cora, temporary)
         click.echo("\nDemo complete: every step above is in the hash-chained audit trail.")
+        if serve:
+            gateway.close()
+            gateway = None
+            for ws in opened:
+                ws.close()
+            opened.clear()
+            _serve(settings, folder, tokens)
     finally:
         if gateway is not None:
             gateway.close()
@@ -410,3 +426,192 @@ def _audit_report_and_schedules(folder: Path, ada: Any, cora: Any, temporary: bo
         params = " ".join(f"{k}={v}" for k, v in sorted(sc.params.items()))
         _say(f"{sc.name}: {sc.kind} {params} at '{sc.cron}' ({sc.timezone}), next "
              f"{sc.next_run_at:%Y-%m-%d %H:%M} UTC")
+
+
+# --- monitoring and retraining -------------------------------------------------------------
+
+SIM_WEEKS = 12
+SHIFT_WEEK = 8  # 0-based: the ninth simulated week is the first with larger, longer loans
+
+
+def _shifted(rows: Any) -> Any:
+    """The demo's market change: loans 2.5 times larger over terms twice as long."""
+    out = rows.copy()
+    out["credit_amount"] = (out["credit_amount"] * 2.5).round().astype(int)
+    out["duration"] = (out["duration"] * 2).astype(int)
+    return out
+
+
+class _SimClock:
+    """The simulation's time: what the superadmin's workspace takes "now" from."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _monitoring_and_retraining(folder: Path, ada: Any, mark: Any, holdout_rows: Any) -> None:
+    """Months of traffic on a simulated clock, a weekly monitor that raises the drift alert in
+    the week the market shifts (and not before), the retraining that alert asks for, and the
+    challenger left in staging for a person to approve."""
+    from .jobs import Worker
+
+    today = datetime.now(UTC).replace(tzinfo=None)
+    monday = (today - timedelta(days=today.weekday())).replace(hour=0, minute=0, second=0,
+                                                               microsecond=0)
+    start = monday - timedelta(weeks=SIM_WEEKS + 2)
+    _step(f"Months of traffic, simulated: {SIM_WEEKS} weeks on deployment credit from "
+          f"{start:%Y-%m-%d}; from week {SHIFT_WEEK + 1} applicants ask for larger loans over "
+          "longer terms")
+    labelled = folder / "labelled-latest.csv"
+    with german_credit_path() as csv:
+        import pandas as pd
+
+        _shifted(pd.read_csv(csv)).to_csv(labelled, index=False)
+    clock = _SimClock(start)
+    ada.set_clock(clock)  # an audited act: the chain says these decisions are simulated
+    try:
+        mark.enrol_monitor("credit", window="weekly", retrain_on_alert=True, source=str(labelled))
+        _say("mark enrols deployment credit: weekly data drift, prediction drift, performance "
+             f"and health; on an alert, retrain on {labelled.name}")
+        platform = ada._as_platform()  # the gateway's identity, on the simulated clock
+        inputs = holdout_rows.drop(columns=[TARGET, "sex", "age"], errors="ignore")
+        for week in range(SIM_WEEKS):
+            rows = inputs.sample(frac=1.0, random_state=week).reset_index(drop=True)
+            if week >= SHIFT_WEEK:
+                rows = _shifted(rows)
+            for day, part in enumerate(range(0, len(rows), 50)):
+                clock.now = start + timedelta(weeks=week, days=day, hours=10)
+                platform.score_deployment("credit", rows.iloc[part:part + 50], explain=False)
+            clock.now = start + timedelta(weeks=week + 1, hours=6)
+            for run in platform.run_monitor("credit"):  # what `nexml scheduler` would run
+                alerts = [a for a in ada.alerts(status="all", deployment="credit")
+                          if a.id in run.alerts]
+                new = [a for a in alerts if a.first_window_start == run.window_start]
+                verdict = "; ".join(
+                    f"ALERT {a.metric} of {a.feature or 'the score'} {a.value:.2f} >= "
+                    f"{a.threshold:g}" for a in new
+                ) or "no breach"
+                if len(alerts) > len(new):
+                    verdict += f" ({len(alerts) - len(new)} alerts still open: counted, not sent "
+                    verdict += "again)"
+                _say(f"week {week + 1:>2} ({run.window_start:%Y-%m-%d}): {run.rows} decisions, "
+                     f"{verdict}")
+        asked = mark.jobs(kind="retrain")
+        if not asked:  # pragma: no cover - the shift is large: a demo without the alert is a bug
+            raise NexmlError("the simulated shift raised no alert, so no retraining was asked")
+        retrain = asked[0]
+        _say(f"the alert asked for retraining: job {retrain.id} ({retrain.kind}, submitted by "
+             f"{retrain.created_by}); the compliance record of the model is flagged for "
+             "re-review")
+    finally:
+        ada.set_clock(None)
+
+    _step("A worker retrains on the latest labelled data into staging: champion and "
+          "challenger on one holdout, side by side")
+    worker = Worker(ada)  # `nexml worker` in production; here, in this process
+    ran = worker.run_once()
+    while ran is not None and ran.id != retrain.id:
+        ran = worker.run_once()
+    done = mark.job(retrain.id, log_tail=0)
+    if done.status != "succeeded":
+        raise NexmlError(f"the demo's retraining job {done.id} {done.status}: {done.error}")
+    result = done.result
+    challenger = mark.version(result["challenger"])
+    retraining = challenger.lineage.get("retraining", {})
+    recommendation = retraining.get("recommendation", {})
+    _say(f"challenger {challenger.ref} is in {challenger.status}, author "
+         f"{challenger.author}; comparison report #{retraining.get('report')}")
+    _say(f"recommendation: {recommendation.get('decision')} ({recommendation.get('reason')})")
+    served = {d.name: d.model_ref for d in mark.deployments()}["credit"]
+    _say(f"deployment credit still serves {served}: "
+         "nothing is deployed until a manager who is not the challenger's author approves it")
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise NexmlError("no free port on 127.0.0.1")  # pragma: no cover
+
+
+def _wait_listening(process: Any, port: int, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NexmlError(f"{what} exited with status {process.returncode} before listening")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.25)
+    raise NexmlError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _serve(settings: Settings, folder: Path, tokens: dict[str, tuple[str, str]]) -> None:
+    """Serve the dashboards (`nexml dashboards`) and JupyterLab (with the dashboards inside it,
+    through the server extension) on 127.0.0.1 until Ctrl-C, and print who can sign in."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
+    env.update(NEXML_HOME=str(settings.home), NEXML_DATABASE_URL=settings.database_url,
+               NEXML_ARTIFACT_ROOT=str(settings.artifact_root))
+    dash_port, lab_port = _free_port(8866), _free_port(8888)
+    lab_token = secrets.token_urlsafe(24)
+    notebooks = folder / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    lab_args = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+        f"--port={lab_port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={lab_token}", f"--ServerApp.root_dir={notebooks}",
+        # the nexml extension (enabled on install by etc/jupyter; named here too, so a
+        # checkout without the installed config file serves it as well)
+        '--ServerApp.jpserver_extensions={"nexml_ext.jupyter.server_extension": True}',
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        lab_args.append("--allow-root")  # containers often run as root; it still binds loopback
+    processes: list[subprocess.Popen] = []
+    try:
+        with open(logs / "dashboards.log", "ab") as dash_log, \
+                open(logs / "jupyterlab.log", "ab") as lab_log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "nexml_ext.cli", "dashboards", "--port", str(dash_port),
+                 "--no-browser"], env=env, stdout=dash_log, stderr=subprocess.STDOUT))
+            lab_env = dict(env, NEXML_TOKEN=tokens["dana"][1])  # JupyterLab: dana's workbench
+            processes.append(subprocess.Popen(lab_args, env=lab_env, stdout=lab_log,
+                                              stderr=subprocess.STDOUT))
+        _wait_listening(processes[0], dash_port, f"the dashboards server (log: {logs})")
+        _wait_listening(processes[1], lab_port, f"JupyterLab (log: {logs})")
+        _step("Serving the dashboards and JupyterLab on 127.0.0.1 (Ctrl-C stops)")
+        _say(f"dashboards: http://127.0.0.1:{dash_port}/  (sign in with a token below)")
+        for name, (role, token) in tokens.items():
+            _say(f"  {name:<5} {role:<19} {token}")
+        _say(f"JupyterLab (as dana): http://127.0.0.1:{lab_port}/lab?token={lab_token}")
+        _say(f"  the dashboards inside it: http://127.0.0.1:{lab_port}/nexml/dashboards")
+        _say(f"server logs in {logs}")
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        raise NexmlError("a server stopped on its own; see its messages above")
+    except KeyboardInterrupt:
+        click.echo("\nStopping the servers.")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a server that hangs
+                process.kill()

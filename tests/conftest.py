@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from nexml_ext.workspace import Workspace
 PG_URL = os.environ.get("NEXML_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [b for b in os.environ.get("NEXML_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 DATA = Path(__file__).resolve().parents[1] / "nexml_ext" / "data" / "german_credit.csv"
+#: Debian's chromium (scripts/setup-test.sh installs it); Playwright never downloads a browser.
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +52,10 @@ def backend(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def settings(backend: str, tmp_path: Path, request) -> Iterator[Settings]:
-    """Settings for an empty store on ``backend`` (not yet initialised)."""
-    home = tmp_path / "home"
+@contextmanager
+def store_settings(backend: str, home: Path, request) -> Iterator[Settings]:
+    """Settings for an empty store on ``backend`` (not yet initialised): a SQLite file under
+    ``home``, or a fresh PostgreSQL schema dropped afterwards."""
     if backend == "sqlite":
         yield Settings.from_env(
             home=home,
@@ -75,6 +78,21 @@ def settings(backend: str, tmp_path: Path, request) -> Iterator[Settings]:
     finally:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request) -> Iterator[Settings]:
+    """Settings for an empty store on ``backend`` (not yet initialised)."""
+    with store_settings(backend, tmp_path / "home", request) as made:
+        yield made
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_settings(request, tmp_path_factory) -> Iterator[tuple[str, Settings]]:
+    """``(backend, settings)`` of an empty store shared by one test module, per backend."""
+    home = tmp_path_factory.mktemp(f"module-{request.param}") / "home"
+    with store_settings(request.param, home, request) as made:
+        yield request.param, made
 
 
 @dataclass
@@ -107,15 +125,29 @@ PEOPLE = {
 }
 
 
-@pytest.fixture
-def stack(settings: Settings) -> Iterator[Stack]:
+def open_stack(settings: Settings) -> Stack:
+    """Initialise the store with ada (superadmin) and PEOPLE, each with an open Workspace."""
     admin, admin_token = Workspace.init(settings, "ada")
     tokens = {"ada": admin_token}
     for name, role in PEOPLE.items():
         tokens[name] = admin.add_user(name, role)[1]
     opened = {name: Workspace.open(settings, tokens[name]) for name in PEOPLE}
-    result = Stack(settings, admin, tokens=tokens, **opened)
+    return Stack(settings, admin, tokens=tokens, **opened)
+
+
+@pytest.fixture
+def stack(settings: Settings) -> Iterator[Stack]:
+    result = open_stack(settings)
     yield result
+    result.close()
+
+
+@pytest.fixture(scope="module")
+def module_stack(module_settings) -> Iterator[tuple[str, Stack]]:
+    """``(backend, stack)`` shared by one test module, per backend."""
+    backend, settings = module_settings
+    result = open_stack(settings)
+    yield backend, result
     result.close()
 
 
@@ -153,3 +185,15 @@ def fresh_artifact(model_dir: Path, tmp_path: Path):
         return target
 
     return make
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run sh scripts/setup-test.sh"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()

@@ -219,18 +219,27 @@ class JobsMixin(WorkspaceCore):
 
     # --- the worker's side (acting as the platform) -------------------------------------------
 
-    def _claim_job(self, worker: str, kinds: Iterable[str]) -> Claim | None:
-        """Take the oldest queued job of one of ``kinds``, atomically (PostgreSQL: SKIP LOCKED;
-        SQLite: the write transaction is exclusive). None when nothing is queued."""
+    def _claim_job(
+        self,
+        worker: str,
+        kinds: Iterable[str],
+        *,
+        job_id: int | None = None,
+        created_by: str | None = None,
+    ) -> Claim | None:
+        """Take the oldest queued job of one of ``kinds`` (or exactly job ``job_id``, submitted
+        by ``created_by``), atomically (PostgreSQL: SKIP LOCKED; SQLite: the write transaction
+        is exclusive). None when nothing such is queued."""
         self._authorize("job.run", "queued jobs")
         names = sorted(kinds)
+        query = select(t.Job).where(t.Job.status == "queued", t.Job.kind.in_(names))
+        if job_id is not None:
+            query = query.where(t.Job.id == job_id)
+        if created_by is not None:
+            query = query.where(t.Job.created_by == created_by)
         with self._write() as s:
             row = s.scalars(
-                select(t.Job)
-                .where(t.Job.status == "queued", t.Job.kind.in_(names))
-                .order_by(t.Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
+                query.order_by(t.Job.id).limit(1).with_for_update(skip_locked=True)
             ).first()
             if row is None:
                 return None

@@ -131,31 +131,17 @@ class RetrainingMixin(WorkspaceCore):
         import os
         import socket
 
+        from ..jobs import registry
         from ..jobs.worker import Worker
-        from .jobs import Claim, _append_log
 
         runner = Worker(self._as_platform(), name=f"{socket.gethostname()}:{os.getpid()}")
-        with self._write() as s:
-            row = s.execute(
-                select(t.Job).where(t.Job.id == job_id).with_for_update()
-            ).scalar_one_or_none()
-            if row is None:
-                raise NotFound(f"job {job_id} not found")
-            if row.created_by != self.principal.name or row.status != "queued":
-                raise InvalidTransition(
-                    f"cannot run job {job_id} here: it is {row.status}, submitted by "
-                    f"{row.created_by}"
-                )
-            now = t.utcnow()
-            row.status, row.worker, row.heartbeat_at, row.started_at = (
-                "running", runner.id, now, now
+        claim = runner.platform._claim_job(
+            runner.id, registry.kinds(), job_id=job_id, created_by=self.principal.name
+        )
+        if claim is None:
+            raise InvalidTransition(
+                f"cannot run job {job_id} here: it is not a queued job of {self.principal.name}"
             )
-            row.attempts += 1
-            row.message = f"running on {runner.id} (attempt {row.attempts}/{row.max_attempts})"
-            _append_log(s, row.id, row.attempts, f"attempt {row.attempts}/{row.max_attempts} "
-                                                 f"started in {runner.id} (run now)")
-            claim = Claim(row.id, row.kind, dict(row.params or {}), row.attempts,
-                          row.max_attempts, row.created_by, runner.id)
         return runner._run(claim)
 
     def retraining_settings(self, deployment: str) -> ChampionSettings:
@@ -165,22 +151,8 @@ class RetrainingMixin(WorkspaceCore):
 
     def configured_source(self, deployment: str) -> Any:
         """The labelled-data source configured for ``deployment``'s monitor, or None."""
-        monitors = getattr(self, "monitors", None)
-        if monitors is None:
-            return None
-        for monitor in monitors():
-            if getattr(monitor, "deployment", None) != deployment:
-                continue
-            for name in ("source", "labelled_source", "retrain_source"):
-                found = getattr(monitor, name, None)
-                if found:
-                    return found
-            config = getattr(monitor, "config", None) or {}
-            if isinstance(config, dict):
-                for name in ("source", "labelled_source", "retrain_source"):
-                    if config.get(name):
-                        return config[name]
-        return None
+        found = [m for m in self.monitors() if m.deployment == deployment]  # type: ignore[attr-defined]
+        return found[0].source if found else None
 
     # --- shadow-only deployments ----------------------------------------------------------
 

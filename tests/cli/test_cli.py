@@ -307,14 +307,86 @@ def test_docs_permissions_is_the_committed_file():
     assert b"| `model.approve` |" in result.stdout
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_demo_runs_the_lifecycle(settings, nexml):
-    from nexml_ext.workspace import Workspace
+class _Demo:
+    """`nexml demo --home HOME` running, its output read as it comes (both pipes drained, so
+    the servers' logs never block it)."""
 
-    result = nexml("demo", "--home", str(settings.home)).ok()  # the store is kept, to inspect
-    out = result.out
-    assert "Demo complete" in out
-    assert "Traceback" not in result.err
+    def __init__(self, nexml: Nexml, home: Path) -> None:
+        import queue
+        import threading
+
+        _, self.process = nexml.start("demo", "--home", str(home))
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.err: list[str] = []
+
+        def pump_out() -> None:
+            for line in self.process.stdout:
+                self.lines.put(line)
+            self.lines.put(None)
+
+        def pump_err() -> None:
+            self.err.extend(self.process.stderr)
+
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (pump_out, pump_err)]
+        for thread in self.threads:
+            thread.start()
+
+    def read_until(self, marker: str, seconds: float) -> str:
+        seen: list[str] = []
+        while True:
+            line = self.lines.get(timeout=seconds)
+            if line is None:
+                raise AssertionError("the demo ended early:\n" + "".join(seen + self.err))
+            seen.append(line)
+            if marker in line:
+                return "".join(seen)
+
+    def interrupt(self) -> tuple[int, str, str]:
+        """Ctrl-C, as a person ends the demo: its exit status, the rest of its output, stderr."""
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        status = self.process.wait(timeout=120)
+        for thread in self.threads:
+            thread.join(timeout=30)
+        rest = []
+        while (line := self.lines.get(timeout=5)) is not None:
+            rest.append(line)
+        return status, "".join(rest), "".join(self.err)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_demo_runs_the_lifecycle_then_serves_the_dashboards(settings, nexml):
+    import httpx
+
+    from nexml_ext.workspace import Workspace
+    from tests.dashboards.conftest import sign_in
+
+    demo = _Demo(nexml, settings.home)  # the store is kept, to inspect
+    try:
+        # The demo trains three models and makes five reports: room on a shared machine.
+        out = demo.read_until("the dashboards inside it:", seconds=900)
+        assert "Demo complete" in out
+        # JupyterLab and the dashboards on loopback, with each demo identity's token.
+        dash = re.search(r"dashboards: (http://127\.0\.0\.1:\d+/) ", out)
+        lab = re.search(r"JupyterLab \(as dana\): (http://127\.0\.0\.1:\d+)/lab\?token=(\S+)", out)
+        people = dict(re.findall(r"^\s+(ada|dana|mark|cora)\s+\w+\s+(nxm_\S+)$", out, re.M))
+        assert dash and lab and set(people) == {"ada", "dana", "mark", "cora"}, out
+        with httpx.Client(base_url=dash.group(1), timeout=60) as client:
+            assert client.get("/").status_code in (302, 303)  # nothing without signing in
+            assert sign_in(client, people["mark"]).status_code in (302, 303)
+            index = client.get("/")
+            assert index.status_code == 200 and "approvals" in index.text
+        with httpx.Client(base_url=lab.group(1), timeout=60) as client:
+            assert client.get("/nexml/api/whoami").status_code in (302, 403)
+            who = client.get("/nexml/api/whoami", headers={"Authorization":
+                                                           f"token {lab.group(2)}"})
+            assert who.status_code == 200 and who.json()["user"] == "dana", who.text
+    finally:
+        status, rest, err = demo.interrupt()
+    assert status == 0, err
+    assert "Stopping the servers." in rest
+    assert "Traceback" not in err
     # The manager approved from the platform-made validation report, which is authentic.
     made = re.search(r"validation report #(\d+) written to (\S+)\n.*its sha256 ([0-9a-f]{64})",
                      out)
@@ -329,6 +401,17 @@ def test_demo_runs_the_lifecycle(settings, nexml):
         out,
     )
     assert len(answered) >= 5 and "declined" in {verdict for _, verdict, _ in answered}
+    # Months of simulated traffic: the weekly monitor raises the drift alert in the week the
+    # market shifts and not before; the retraining it asks for leaves a challenger in staging.
+    weeks = re.findall(r"week +(\d+) \([0-9-]+\): 250 decisions, (.*)", out)
+    assert [int(w) for w, _ in weeks] == list(range(1, 13))
+    assert all(v == "no breach" for _, v in weeks[:8]), weeks
+    assert "ALERT psi of credit_amount" in weeks[8][1] and "ALERT psi of duration" in weeks[8][1]
+    assert all("still open" in v and "ALERT" not in v for _, v in weeks[9:]), weeks
+    challenger = re.search(r"challenger (credit-risk:\d+) is in staging, author mark; "
+                           r"comparison report #(\d+)", out)
+    assert challenger, out
+    assert "deployment credit still serves credit-risk:1: nothing is deployed" in out
     assert re.search(r"wrong route key: HTTP 401 route key refused", out)
     assert re.search(r"credit_amount \"a lot\": HTTP 422 .*'credit_amount'", out)
     outcome = re.search(r"POST /v1/routes/loans/outcomes -> HTTP 200, attached to request "
@@ -362,5 +445,9 @@ def test_demo_runs_the_lifecycle(settings, nexml):
         assert ws.audit.verify().ok
         assert ws.verify_report(Path(audit.group(2))).id == int(audit.group(1))
         assert {sc.name for sc in ws.schedules()} == {"audit-monthly", "drift-daily-credit"}
+        staged = ws.version(challenger.group(1))
+        assert staged.status == "staging"
+        assert staged.lineage["retraining"]["report"] == int(challenger.group(2))
+        assert [a.feature for a in ws.alerts(deployment="credit") if a.metric == "psi"]
     finally:
         ws.close()

@@ -23,13 +23,11 @@ import nbformat
 import pytest
 
 from nexml_ext.config import Settings
-from nexml_ext.workspace import Workspace
 from tests.api.serving import free_port
-from tests.conftest import PEOPLE, Stack
+from tests.conftest import Stack, open_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 #: A dashboard small enough to test the serving with: it says who it acts as (printed, so the
 #: rendered page shows it; and in a widget) and has a button that answers from the kernel.
@@ -157,12 +155,7 @@ def ws_message(msg_type: str, content: dict, session: str) -> dict:
 def make_stack(home: Path) -> Stack:
     settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'nexml.db'}",
                                  artifact_root=str(home / "artifacts"), token="")
-    admin, admin_token = Workspace.init(settings, "ada")
-    tokens = {"ada": admin_token}
-    for name, role in PEOPLE.items():
-        tokens[name] = admin.add_user(name, role)[1]
-    opened = {name: Workspace.open(settings, tokens[name]) for name in PEOPLE}
-    return Stack(settings, admin, tokens=tokens, **opened)
+    return open_stack(settings)
 
 
 @pytest.fixture(scope="session")
@@ -194,17 +187,6 @@ def dashboards_server(people, tmp_path_factory) -> Iterator[DashboardsServer]:
 # ---------------------------------------------------------------------------------------------
 # The browser
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run sh scripts/setup-test.sh"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
 
 
 class Person:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -22,12 +19,9 @@ import pytest
 
 from nexml_ext.errors import InvalidInput, PermissionDenied
 from nexml_ext.jupyter.widgets.approvals import ApprovalsDashboard
-from tests.reports import conftest as reports_fixtures
-from tests.workspace.conftest import World
+from tests.workspace.conftest import World, module_world
 
-# One real store per backend for the module (tests/reports/conftest.py).
-module_settings = reports_fixtures.module_settings
-module_stack = reports_fixtures.module_stack
+# One real store per backend for the module (module_stack, tests/conftest.py).
 
 FINDINGS = "Read the validation report: AUC interval above the minimum, no adverse impact."
 
@@ -45,27 +39,15 @@ class Queue:
 
 @pytest.fixture(scope="module")
 def queue(module_stack, model_dir, german, tmp_path_factory) -> Queue:
-    from nexml_ext.ml.data import split
-
     backend, s = module_stack
-    artifacts = tmp_path_factory.mktemp("approvals-artifacts")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
+    world = module_world(s, model_dir, german, tmp_path_factory, "approvals")
     reported = world.staged(s.dana, "credit-risk")
     world.document(s.dana, reported.ref)
-    report = s.mark.make_report("validation", subject=reported.ref, dataset=h.ref)
+    report = s.mark.make_report("validation", subject=reported.ref, dataset=world.holdout)
     validated = world.ready(s.dana, "fraud-score")
     own = world.staged(s.mark, "own-model")
     world.document(s.mark, own.ref)
-    s.mia.validate(own.ref, dataset=h.ref)
+    s.mia.validate(own.ref, dataset=world.holdout)
     bare = world.staged(s.dave, "bare-model")
     return Queue(s, world, reported, report, validated, own, bare)
 

@@ -13,11 +13,8 @@ import hashlib
 import html
 import io
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,12 +24,9 @@ import pytest
 from nexml_ext.errors import InvalidInput, NotFound, PermissionDenied
 from nexml_ext.jupyter.widgets import markup
 from nexml_ext.jupyter.widgets.audit_trail import AuditTrailDashboard
-from tests.reports import conftest as reports_fixtures
-from tests.workspace.conftest import World
+from tests.workspace.conftest import module_world
 
-# One real store per backend for the module (tests/reports/conftest.py).
-module_settings = reports_fixtures.module_settings
-module_stack = reports_fixtures.module_stack
+# One real store per backend for the module (module_stack, tests/conftest.py).
 
 EVIL = "<script>alert(1)</script>"
 
@@ -47,20 +41,8 @@ class Trail:
 
 @pytest.fixture(scope="module")
 def trail(module_stack, model_dir, german, tmp_path_factory) -> Trail:
-    from nexml_ext.ml.data import split
-
     backend, s = module_stack
-    artifacts = tmp_path_factory.mktemp("audit-artifacts")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
+    world = module_world(s, model_dir, german, tmp_path_factory, "audit")
     version = world.approved(s.dana, "credit-risk")
     s.mark.deploy(version.ref, name="main")
     _, key = s.mark.set_route("loans", {"rules": [], "default": "main"})

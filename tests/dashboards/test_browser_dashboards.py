@@ -11,15 +11,13 @@ with no way to decide.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nexml_ext.ml.data import split
 from tests.dashboards.conftest import DashboardsServer, Person
-from tests.workspace.conftest import World
+from tests.workspace.conftest import World, module_world
 
 FINDINGS = "Holdout AUC within the template's bounds; documentation complete <b>and</b> reviewed."
 
@@ -27,18 +25,7 @@ FINDINGS = "Holdout AUC within the template's bounds; documentation complete <b>
 @pytest.fixture(scope="module")
 def world(people, model_dir, german, tmp_path_factory) -> World:
     s = people
-    artifacts = tmp_path_factory.mktemp("browser-artifacts")
-    count = iter(range(1000))
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{next(count)}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
+    world = module_world(s, model_dir, german, tmp_path_factory, "browser")
     live = world.approved(s.dana, "credit-live")
     s.mark.deploy(live.ref, name="main")
     _, key = s.mark.set_route("loans", {"rules": [], "default": "main"})

@@ -15,7 +15,6 @@ from nexml_ext.errors import PermissionDenied
 from nexml_ext.governance.compliance import CORE_TIER1_SECTIONS
 from nexml_ext.jupyter.widgets.compliance_dashboard import ComplianceDashboard
 from tests.dashboards.test_platform_summary_widget import classes, dash, pngs, rendered
-from tests.reports.conftest import module_settings, module_stack  # noqa: F401 - fixtures
 
 _ = dash  # the module-scoped store: one deployed model with decisions, one rejected, one staged
 LINK = re.compile(r'<a class="nexml-report-link" download="([^"]+)" '

@@ -17,7 +17,6 @@ from tests.dashboards.test_platform_summary_widget import (
     pngs,
     rendered,
 )
-from tests.reports.conftest import module_settings, module_stack  # noqa: F401 - fixtures
 
 _ = dash  # the module-scoped store: one deployed model with decisions, one rejected, one staged
 

@@ -4,11 +4,8 @@ names a record altered in the database."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -18,9 +15,7 @@ from sqlalchemy import create_engine, text
 
 from nexml_ext.errors import PermissionDenied
 from nexml_ext.jupyter.widgets.platform_summary import PlatformSummaryDashboard, alerts_table
-from nexml_ext.ml.data import split
-from tests.reports.conftest import module_settings, module_stack  # noqa: F401 - fixtures
-from tests.workspace.conftest import World
+from tests.workspace.conftest import World, module_world
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SUBJECTS = 30
@@ -65,19 +60,9 @@ class Dash:
 
 
 @pytest.fixture(scope="module")
-def dash(module_stack, model_dir, german, tmp_path_factory) -> Dash:  # noqa: F811
+def dash(module_stack, model_dir, german, tmp_path_factory) -> Dash:
     backend, s = module_stack
-    artifacts = tmp_path_factory.mktemp("dash-artifacts")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = s.dana.register_dataset(train, "credit-train", split="train")
-    h = s.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(s, fresh, t.ref, h.ref)
+    world = module_world(s, model_dir, german, tmp_path_factory, "dash")
     deployed = world.approved(s.dana, "credit-risk")
     s.mark.deploy(deployed.ref, name="main")
     _, key = s.mark.set_route("loans", {"rules": [], "default": "main"})

@@ -10,9 +10,7 @@ a superadmin's audited act), as the platform scores them for the gateway.
 
 from __future__ import annotations
 
-import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,13 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import text
 
-from nexml_ext.config import Settings
 from nexml_ext.ml.data import split
 from nexml_ext.workspace import Workspace
-from tests.conftest import BACKENDS, PEOPLE, Stack, pg_schema_url
-from tests.workspace.conftest import World
+from tests.conftest import Stack, open_stack
+from tests.workspace.conftest import module_world
 
 START = datetime(2026, 1, 5)  # a Monday
 WEEKS = 6
@@ -91,29 +87,6 @@ class Scenario:
         return START + timedelta(days=7 * week)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def module_settings(request, tmp_path_factory) -> Iterator[tuple[str, Settings]]:
-    home = tmp_path_factory.mktemp(f"monitoring-{request.param}") / "home"
-    if request.param == "sqlite":
-        yield request.param, Settings.from_env(
-            home=home, database_url=f"sqlite:///{home / 'nexml.db'}",
-            artifact_root=str(home / "artifacts"), token="",
-        )
-        return
-    engine = request.getfixturevalue("pg_admin_engine")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield request.param, Settings.from_env(
-            home=home, database_url=pg_schema_url(schema),
-            artifact_root=str(home / "artifacts"), token="",
-        )
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
 def shifted(rows: pd.DataFrame) -> pd.DataFrame:
     """The synthetic shift: larger loans over longer terms."""
     out = rows.copy()
@@ -125,30 +98,16 @@ def shifted(rows: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def scenario(module_settings, model_dir, german, tmp_path_factory) -> Iterator[Scenario]:
     backend, settings = module_settings
-    admin, admin_token = Workspace.init(settings, "ada")
-    tokens = {"ada": admin_token}
-    for name, role in PEOPLE.items():
-        tokens[name] = admin.add_user(name, role)[1]
-    stack = Stack(settings, admin, tokens=tokens,
-                  **{n: Workspace.open(settings, tokens[n]) for n in PEOPLE})
-    artifacts = tmp_path_factory.mktemp(f"monitoring-artifacts-{backend}")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = stack.dana.register_dataset(train, "credit-train", split="train")
-    h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(stack, fresh, t.ref, h.ref)
+    stack = open_stack(settings)
+    admin = stack.admin
+    world = module_world(stack, model_dir, german, tmp_path_factory, f"monitoring-{backend}")
     version = world.staged(stack.dana, "credit-risk")
     world.document(stack.dana, version.ref)
     stack.mia.validate(version.ref, dataset=world.holdout)
     stack.mark.approve(version.ref, findings=FINDINGS)
     stack.mark.deploy(version.ref, name="credit")
 
-    source = artifacts / "labelled.csv"
+    source = tmp_path_factory.mktemp(f"monitoring-source-{backend}") / "labelled.csv"
     german.to_csv(source, index=False)
     clock = SimClock(START)
     admin.set_clock(clock)
@@ -156,6 +115,7 @@ def scenario(module_settings, model_dir, german, tmp_path_factory) -> Iterator[S
     receiver = Receiver()
     scenario = Scenario(backend, stack, version.ref, clock, platform, receiver, source)
 
+    _, holdout = split(german, "risk", test_size=0.25, seed=7)  # the registered holdout
     for week in range(WEEKS):
         picked = holdout.sample(frac=1.0, random_state=week).reset_index(drop=True)
         rows = picked.drop(columns=["risk", "sex", "age"])

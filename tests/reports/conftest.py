@@ -9,10 +9,8 @@ is captured next to each report, at the moment the report was made.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,8 +22,8 @@ from sqlalchemy import create_engine, text
 
 from nexml_ext.config import Settings
 from nexml_ext.workspace import Workspace
-from tests.conftest import BACKENDS, PEOPLE, Stack, pg_schema_url
-from tests.workspace.conftest import World
+from tests.conftest import Stack
+from tests.workspace.conftest import module_world
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -71,42 +69,6 @@ def nexml(settings: Settings, token: str, *args: str, cwd: Path | None = None):
     )
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def module_settings(request, tmp_path_factory):
-    home = tmp_path_factory.mktemp(f"reports-{request.param}") / "home"
-    if request.param == "sqlite":
-        yield request.param, Settings.from_env(
-            home=home, database_url=f"sqlite:///{home / 'nexml.db'}",
-            artifact_root=str(home / "artifacts"), token="",
-        )
-        return
-    engine = request.getfixturevalue("pg_admin_engine")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield request.param, Settings.from_env(
-            home=home, database_url=pg_schema_url(schema),
-            artifact_root=str(home / "artifacts"), token="",
-        )
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture(scope="module")
-def module_stack(module_settings):
-    backend, settings = module_settings
-    admin, admin_token = Workspace.init(settings, "ada")
-    tokens = {"ada": admin_token}
-    for name, role in PEOPLE.items():
-        tokens[name] = admin.add_user(name, role)[1]
-    opened = {name: Workspace.open(settings, tokens[name]) for name in PEOPLE}
-    stack = Stack(settings, admin, tokens=tokens, **opened)
-    yield backend, stack
-    stack.close()
-
-
 def workspace_decisions(ws: Workspace, since: str, until: str) -> dict[tuple[str, str], dict]:
     """Decisions per (deployment, model version) as find_decisions returns them, one by one."""
     counts: dict[tuple[str, str], Counter] = {}
@@ -124,19 +86,8 @@ def workspace_decisions(ws: Workspace, since: str, until: str) -> dict[tuple[str
 def documented_world(stack, model_dir: Path, german, tmp_path_factory, label: str):
     """A World on ``stack`` with the German credit split registered (75/25, seed 7) and
     credit-risk:1 staged and documented by dana: ``(world, version)``."""
-    from nexml_ext.ml.data import split
 
-    artifacts = tmp_path_factory.mktemp(f"{label}-artifacts")
-
-    def fresh(tag: str = "") -> Path:
-        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
-        shutil.copytree(model_dir, target)
-        return target
-
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = stack.dana.register_dataset(train, "credit-train", split="train")
-    h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    world = World(stack, fresh, t.ref, h.ref)
+    world = module_world(stack, model_dir, german, tmp_path_factory, label)
     version = world.staged(stack.dana, "credit-risk")
     world.document(stack.dana, version.ref)
     return world, version

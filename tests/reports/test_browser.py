@@ -8,22 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.reports.conftest import ARTIFACTS, SCRIPT, TAMPERED_SEQ
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run sh scripts/setup-test.sh"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
 
 
 class Visit:

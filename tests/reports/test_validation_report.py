@@ -229,7 +229,8 @@ def test_cli_report_validation_writes_the_html(validated, tmp_path):
 def test_validation_report_in_chromium(validated, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.reports.test_browser import CHROMIUM, Visit
+    from tests.conftest import CHROMIUM
+    from tests.reports.test_browser import Visit
 
     source = tmp_path / "validation.html"
     source.write_bytes(validated.html)

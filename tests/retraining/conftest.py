@@ -20,8 +20,7 @@ from nexml_ext.config import Settings
 from nexml_ext.demo import demo_compliance
 from nexml_ext.jobs import Worker
 from nexml_ext.ml.data import split
-from nexml_ext.workspace import Workspace
-from tests.conftest import PEOPLE, Stack
+from tests.conftest import Stack, open_stack
 from tests.reports.conftest import ARTIFACTS
 from tests.workspace.conftest import world  # noqa: F401 - a fixture test_rules.py uses
 
@@ -61,12 +60,7 @@ def retrained(tmp_path_factory, german) -> Retrained:
     home = tmp_path_factory.mktemp("retraining") / "home"
     settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'nexml.db'}",
                                  artifact_root=str(home / "artifacts"), token="")
-    admin, admin_token = Workspace.init(settings, "ada")
-    tokens = {"ada": admin_token}
-    for name, role in PEOPLE.items():
-        tokens[name] = admin.add_user(name, role)[1]
-    s = Stack(settings, admin, tokens=tokens,
-              **{name: Workspace.open(settings, tokens[name]) for name in PEOPLE})
+    s = open_stack(settings)
 
     # The champion: trained by dana through the Workspace, so its settings are recorded.
     train, holdout = split(german, "risk", test_size=0.25, seed=7)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -53,9 +56,28 @@ class World:
         return version
 
 
+    @classmethod
+    def build(cls, stack, fresh_artifact, german) -> World:  # type: ignore[no-untyped-def]
+        """The German credit split (75/25, seed 7) registered by dana on ``stack``."""
+        train, holdout = split(german, "risk", test_size=0.25, seed=7)
+        t = stack.dana.register_dataset(train, "credit-train", split="train")
+        h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
+        return cls(stack, fresh_artifact, t.ref, h.ref)
+
+
+def module_world(stack, model_dir: Path, german, tmp_path_factory, label: str) -> World:
+    """A World for a module-scoped store: each version gets its own copy of the session's
+    fitted artifact (``model_dir``) in a folder of its own."""
+    artifacts = tmp_path_factory.mktemp(f"{label}-artifacts")
+
+    def fresh(tag: str = "") -> Path:
+        target = artifacts / f"artifact-{tag or uuid.uuid4().hex[:6]}"
+        shutil.copytree(model_dir, target)
+        return target
+
+    return World.build(stack, fresh, german)
+
+
 @pytest.fixture
 def world(stack, fresh_artifact, german) -> World:
-    train, holdout = split(german, "risk", test_size=0.25, seed=7)
-    t = stack.dana.register_dataset(train, "credit-train", split="train")
-    h = stack.dana.register_dataset(holdout, "credit-holdout", split="holdout")
-    return World(stack, fresh_artifact, t.ref, h.ref)
+    return World.build(stack, fresh_artifact, german)
