@@ -98,9 +98,11 @@ class ReviewMixin(WorkspaceCore):
     def export_decisions(self, request_ids: Sequence[str]) -> bytes:
         """The CSV (UTF-8, a header row, one row per decision in the order asked) of the
         decisions with these request ids, made from the stored records, each with its chain
-        proof. A person's export appends a ``prediction.export`` event naming every request id
-        and the CSV's SHA-256. Raises PermissionDenied, InvalidInput (no ids, too many, not
-        text), NotFound (naming the ids that match no recorded decision).
+        proof; text that a spreadsheet would run as a formula starts with an apostrophe (the
+        only change to what was recorded). A person's export appends a ``prediction.export``
+        event naming every request id and the CSV's SHA-256. Raises PermissionDenied,
+        InvalidInput (no ids, too many, not text), NotFound (naming the ids that match no
+        recorded decision).
         """
         from .predictions import _link_ok, _predecessors
 
@@ -148,7 +150,7 @@ class ReviewMixin(WorkspaceCore):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(lines)
+        writer.writerows({k: _cell(v) for k, v in line.items()} for line in lines)
         data = buffer.getvalue().encode("utf-8")
         deployments = sorted({r[1] for r in ordered})
         self._record_read(
@@ -170,6 +172,18 @@ class ReviewMixin(WorkspaceCore):
             self._event(
                 s, action, f"predictions:{deployment}" if deployment else "predictions", **data
             )
+
+
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """``value`` as the CSV holds it: text a spreadsheet would run as a formula (a subject id
+    ``=HYPERLINK(...)``) gets a leading apostrophe, as OWASP advises; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _csv_row(row: t.PredictionRecord, deployment: str, ref: str, verified: bool) -> dict:

@@ -29,6 +29,7 @@ from tests.workspace.conftest import module_world
 # One real store per backend for the module (module_stack, tests/conftest.py).
 
 EVIL = "<script>alert(1)</script>"
+FORMULA = '=HYPERLINK("http://attacker.example","open")'  # a spreadsheet would run it
 
 
 @dataclass
@@ -51,8 +52,8 @@ def trail(module_stack, model_dir, german, tmp_path_factory) -> Trail:
     platform = s.admin._as_platform()
     main = [f"applicant-{i}" for i in range(24)]
     platform.predict("loans", rows.head(24), subject_ids=main, key=key)
-    branch = [f"branch-{i}" for i in range(5)] + [EVIL]
-    platform.predict("loans-b", rows.iloc[30:36], subject_ids=branch, key=key_b)
+    branch = [f"branch-{i}" for i in range(5)] + [EVIL, FORMULA]
+    platform.predict("loans-b", rows.iloc[30:37], subject_ids=branch, key=key_b)
     return Trail(s, version.ref, main, branch)
 
 
@@ -176,6 +177,16 @@ def test_export_decodes_to_the_selected_decisions(trail):
     assert exported.data["returned"] == list(frame["request_id"])
     assert exported.data["csv_sha256"] == hashlib.sha256(data).hexdigest()
     assert trail.stack.admin.audit.verify().ok
+
+
+def test_export_defuses_spreadsheet_formulas(trail):
+    cora = trail.stack.cora
+    [found] = cora.search_decisions(subject_id=FORMULA)
+    assert found.subject_id == FORMULA  # recorded as sent
+    data = cora.export_decisions([found.request_id])
+    frame = pd.read_csv(io.BytesIO(data), dtype={"subject_id": str})
+    assert list(frame["subject_id"]) == ["'" + FORMULA]  # a text cell, never a formula
+    assert frame["score"].iloc[0] == pytest.approx(found.score, rel=1e-12)  # numbers untouched
 
 
 def test_export_refuses_nothing_and_unknown_ids(trail):
