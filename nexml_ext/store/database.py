@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -83,9 +83,8 @@ class Database:
         self.url = normalise_url(url)
         self.engine = engine or make_engine(self.url)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
-        )
+        self._writer = self.engine.execution_options(**{_WRITE: True})
+        self._write = sessionmaker(self._writer, expire_on_commit=False)
 
     @property
     def backend(self) -> str:
@@ -116,6 +115,18 @@ class Database:
                 if "locked" in str(exc).lower():
                     raise Conflict("the database is busy with another writer; try again") from exc
                 raise
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """``write`` for Core statements: one write transaction on a plain connection (no
+        session, no unit of work) for the hot paths, its errors translated the same way."""
+        try:
+            with self._writer.begin() as connection:
+                yield connection
+        except OperationalError as exc:
+            if "locked" in str(exc).lower():
+                raise Conflict("the database is busy with another writer; try again") from exc
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,10 +1,15 @@
 """Group commit of prediction records into their per-deployment hash chains.
 
 A decision is answered only after its record is durably committed (DESIGN.md, "Audit chain").
-One transaction per request would make the chain-head lock the bottleneck, so a single committer
-thread takes everything queued since its last commit and writes it in ONE transaction: each
+One transaction per request would make the chain-head lock the bottleneck, so one committer at a
+time takes everything queued since the last commit and writes it in ONE transaction: each
 deployment's chain head is locked once, the records get consecutive sequence numbers and hashes,
 and every waiting submitter is released together when the commit returns (or gets its error).
+The committer is a submitter itself (leader and followers): a submitter that finds no commit
+under way commits the queue, its own submission included, in its own thread; submitters that
+arrive while a commit runs queue up and wait, and when it ends one of them commits the next
+batch. A lone request thus commits without handing its record to another thread and waiting
+for that thread to be scheduled.
 
 If a shared transaction fails, each submission in it is retried alone, so one bad submission
 (say, a request id already recorded) fails only its own caller.
@@ -16,7 +21,6 @@ import json
 import math
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from ..errors import Conflict, InvalidInput, NexmlError
 from ..governance.audit import GENESIS, canonical_json, record_hash
 from . import tables as t
-from .chains import chain_record
+from .chains import hashed_columns
 from .database import Database
 
 #: Chain name of a deployment's predictions (the one spelling, shared with verification).
@@ -100,8 +104,8 @@ class DecisionLog:
     """The committer for one database. ``submit`` from any number of threads.
 
     ``queue_size`` bounds the submissions waiting (a full queue blocks submitters: backpressure);
-    ``max_batch`` bounds the records in one transaction; the committer thread stops after
-    ``idle_seconds`` without work and starts again on the next submission.
+    ``max_batch`` bounds the records in one transaction. ``idle_seconds`` is accepted for
+    compatibility and unused: there is no committer thread to stop.
     """
 
     def __init__(
@@ -116,8 +120,8 @@ class DecisionLog:
         self._queue: queue.Queue[_Submission] = queue.Queue(maxsize=queue_size)
         self._max_batch = max_batch
         self._idle = idle_seconds
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._turn = threading.Condition()  # guards _busy; notified when a commit ends
+        self._busy = False  # a submitter is committing
         self._closed = False
         self._names: dict[int, str] = {}  # deployment id -> name (names never change)
         self.stats = DecisionLogStats()
@@ -142,51 +146,59 @@ class DecisionLog:
             return []
         submission = _Submission([_normalise(r) for r in records])
         self._queue.put(submission)  # blocks while the queue is full
-        with self._lock:
-            # After the put: either the running committer will see it, or we start one.
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="nexml-decision-log", daemon=True
-                )
-                self._thread.start()
-        submission.done.wait()
+        self._lead_or_follow(submission)
         if submission.error is not None:
             raise submission.error
         assert submission.receipts is not None
         return submission.receipts
 
     def close(self) -> None:
-        """Commit everything already submitted, then stop the committer."""
-        with self._lock:
+        """Refuse new submissions; return once everything already submitted is committed."""
+        with self._turn:
             self._closed = True
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+            # every queued submission's own submitter commits it (or waits for a commit that
+            # does): wait for the queue to empty and the last commit to end
+            while self._busy or not self._queue.empty():
+                self._turn.wait(timeout=0.1)
 
-    # --- the committer thread -----------------------------------------------------------------
+    # --- the committer: one submitter at a time -----------------------------------------------
 
-    def _run(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._closed or time.monotonic() - idle_since > self._idle:
-                    with self._lock:
-                        if self._queue.empty():
-                            self._thread = None
-                            return
-                continue
-            batch, count = [first], len(first.records)
-            while count < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
+    def _lead_or_follow(self, submission: _Submission) -> None:
+        """Return once ``submission`` is committed (or failed): wait while another submitter
+        commits; when no one does, commit the queue (which holds ``submission`` until a commit
+        takes it) until ``submission`` is done."""
+        with self._turn:
+            while not submission.done.is_set():
+                if not self._busy:
+                    self._busy = True
                     break
-                batch.append(more)
-                count += len(more.records)
-            self._commit(batch)
-            idle_since = time.monotonic()
+                self._turn.wait()
+            else:
+                return  # a commit by another submitter took it
+        try:
+            while not submission.done.is_set():
+                batch = self._take()
+                if not batch:  # cannot happen: an undone submission is still queued
+                    raise NexmlError("the decision log lost a submission")
+                self._commit(batch)
+        finally:
+            with self._turn:
+                self._busy = False
+                self._turn.notify_all()
+
+    def _take(self) -> list[_Submission]:
+        """Queued submissions, oldest first, until ``max_batch`` records are reached or the
+        queue is empty."""
+        batch: list[_Submission] = []
+        count = 0
+        while count < self._max_batch:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(more)
+            count += len(more.records)
+        return batch
 
     def _commit(self, batch: list[_Submission]) -> None:
         try:
@@ -207,43 +219,50 @@ class DecisionLog:
             sub.done.set()
 
     def _write(self, records: list[dict[str, Any]]) -> list[Receipt]:
-        # Core statements, not the unit of work: this runs for every answered request.
+        # Core statements on a Core connection, not the ORM's session and unit of work: this
+        # runs for every answered request. The transaction is the store's write transaction
+        # (BEGIN IMMEDIATE on SQLite, as ``Database.write``), its errors translated the same way.
         size = len(records)
         receipts: list[Receipt] = []
-        with self._db.write() as s:
-            self._learn_names(s, {r["deployment_id"] for r in records})
-            connection = s.connection()
-            heads: dict[str, list[Any]] = {}  # chain -> [seq, hash, row exists]
-            for chain in sorted({chain_name(self._names[r["deployment_id"]]) for r in records}):
-                heads[chain] = _lock_head(connection, chain)
-            rows = []
-            for values in records:
-                chain = chain_name(self._names[values["deployment_id"]])
-                head = heads[chain]
-                row = {**values, "seq": head[0] + 1, "prev_hash": head[1]}
-                # the hash covers exactly what chain_record reads off a stored row
-                row["hash"] = record_hash(head[1], chain_record(t.PredictionRecord(**row)))
-                rows.append(row)
-                head[0], head[1] = row["seq"], row["hash"]
-                receipts.append(
-                    Receipt(row["request_id"], chain, row["seq"], row["prev_hash"], row["hash"],
-                            row["at"], size)
-                )
-            connection.execute(insert(_RECORDS), rows)
-            for chain, (seq, hash_, exists) in heads.items():
-                connection.execute(
-                    _MOVE_HEAD if exists else _NEW_HEAD, {"c": chain, "s": seq, "h": hash_}
-                )
+        with self._db.write_connection() as connection:
+            receipts = self._append(connection, records, size)
         self.stats.batches += 1
         self.stats.records += size
         self.stats.largest_batch = max(self.stats.largest_batch, size)
         self.stats.batch_sizes[size] += 1
         return receipts
 
-    def _learn_names(self, s, ids: set[int]) -> None:
+    def _append(self, connection: Any, records: list[dict[str, Any]], size: int) -> list[Receipt]:
+        receipts: list[Receipt] = []
+        self._learn_names(connection, {r["deployment_id"] for r in records})
+        heads: dict[str, list[Any]] = {}  # chain -> [seq, hash, row exists]
+        for chain in sorted({chain_name(self._names[r["deployment_id"]]) for r in records}):
+            heads[chain] = _lock_head(connection, chain)
+        rows = []
+        for values in records:
+            chain = chain_name(self._names[values["deployment_id"]])
+            head = heads[chain]
+            row = {**values, "seq": head[0] + 1, "prev_hash": head[1]}
+            # the hash covers exactly what chain_record reads off a stored row (an unset
+            # column reads as None there too)
+            row["hash"] = record_hash(head[1], {n: row.get(k) for n, k in _HASHED})
+            rows.append(row)
+            head[0], head[1] = row["seq"], row["hash"]
+            receipts.append(
+                Receipt(row["request_id"], chain, row["seq"], row["prev_hash"], row["hash"],
+                        row["at"], size)
+            )
+        connection.execute(insert(_RECORDS), rows)
+        for chain, (seq, hash_, exists) in heads.items():
+            connection.execute(
+                _MOVE_HEAD if exists else _NEW_HEAD, {"c": chain, "s": seq, "h": hash_}
+            )
+        return receipts
+
+    def _learn_names(self, connection: Any, ids: set[int]) -> None:
         unknown = ids - set(self._names)
         if unknown:
-            rows = s.execute(
+            rows = connection.execute(
                 select(t.Deployment.id, t.Deployment.name).where(t.Deployment.id.in_(unknown))
             )
             self._names.update({i: n for i, n in rows})
@@ -253,6 +272,8 @@ class DecisionLog:
 
 
 _RECORDS = t.PredictionRecord.__table__
+#: (column name, row key) of the columns a record's hash covers, as ``chain_record`` reads them
+_HASHED = tuple((c.name, c.key) for c in hashed_columns(_RECORDS))
 _HEADS = t.ChainHead.__table__
 _LOCK_HEAD = (
     select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == bindparam("c")).with_for_update()
