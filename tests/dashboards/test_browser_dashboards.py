@@ -132,3 +132,16 @@ def test_a_compliance_officer_downloads_an_audit_report(person, people, world):
     report = people.admin.verify_report(body)  # byte for byte one the platform made
     assert report.kind == "audit"
     assert download.value.suggested_filename.endswith(".html")
+
+
+def test_the_cto_sees_the_platform_summary_and_the_monitoring_dashboard(person, people, world):
+    ada = person("ada", people.tokens["ada"])
+    ada.open_dashboard("platform_summary", ".nexml-summary-inventory")
+    summary = ada.page.inner_text(".nexml-summary")
+    assert "credit-live:1" in summary or "credit-live" in summary
+    assert ada.page.locator(".nexml-summary-chain").count() == 1  # a superadmin verifies chains
+    ada.screenshot("dashboards-platform-summary.png")
+    ada.open_dashboard("monitoring", ".nexml-monitoring-deployment")
+    assert "main" in ada.page.inner_text(".nexml-monitoring-deployment")
+    ada.screenshot("dashboards-monitoring.png")
+    ada.assert_clean()

@@ -62,6 +62,10 @@ def barh(
         ax.axvline(x, color=colour, linestyle="--", linewidth=1, label=label)
     if lines:
         ax.legend(loc="lower right", fontsize=8)
+    if all(float(v).is_integer() for v in values):  # counts: no "0.25 versions" ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(plain(title))
     ax.set_xlabel(plain(xlabel))
     return fig
