@@ -242,15 +242,19 @@ def _exit_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _child(settings: Settings, sock: socket.socket, options: _Options, started: Any) -> None:
-    """A child's whole life: its own Workspace, one uvicorn server on the shared socket."""
+def _child(
+    settings: Settings, sock: socket.socket, options: _Options, started: Any, parent: int
+) -> None:
+    """A child's whole life: its own Workspace, one uvicorn server on the shared socket.
+    ``parent`` is the supervisor's pid, passed in: a parent killed while this child was still
+    starting is then noticed too (``os.getppid()`` here would already name the reaper)."""
     # The parent coordinates shutdown: a terminal's Ctrl-C reaches the whole process group and
     # the parent's SIGTERM follows, so a child ignores SIGINT until uvicorn takes over.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _leave)
     logging.config.dictConfig(LOGGING_CONFIG)
     threading.Thread(
-        target=_watch_parent, args=(os.getppid(),), name="nexml-parent-watch", daemon=True
+        target=_watch_parent, args=(parent,), name="nexml-parent-watch", daemon=True
     ).start()
     from ..workspace import Workspace
 
@@ -321,7 +325,7 @@ class Supervisor:
         slot.started = self._spawn.Event()
         slot.process = self._spawn.Process(
             target=_child,
-            args=(self._settings, self._sock, self._options, slot.started),
+            args=(self._settings, self._sock, self._options, slot.started, os.getpid()),
             name=f"nexml-server-{slot.index}",
         )
         slot.launched_at = time.monotonic()
