@@ -388,10 +388,24 @@ def run(home: str | None = None, *, challenger: bool = True, serve: bool = True)
             click.echo(f"Store kept in {folder}")
 
 
+def _run_in_worker(ada: Any, asker: Any, job_id: int, what: str) -> Any:
+    """Run queued jobs in this process, as `nexml worker` would, until job ``job_id`` has run;
+    its finished record as ``asker`` sees it (NexmlError unless it succeeded)."""
+    from .jobs import Worker
+
+    worker = Worker(ada)
+    ran = worker.run_once()
+    while ran is not None and ran.id != job_id:
+        ran = worker.run_once()
+    done = asker.job(job_id, log_tail=0)
+    if done.status != "succeeded":
+        raise NexmlError(f"the demo's {what} job {done.id} {done.status}: {done.error}")
+    return done
+
+
 def _audit_report_and_schedules(folder: Path, ada: Any, cora: Any, temporary: bool) -> None:
     """The demo's last step: the platform's audit report over the requests the demo sent,
     made as a `report-audit` job by an in-process worker, and the default schedules."""
-    from .jobs import Worker
     from .store.tables import utcnow
 
     (opened,) = cora.audit.log(action="store.init")
@@ -399,13 +413,7 @@ def _audit_report_and_schedules(folder: Path, ada: Any, cora: Any, temporary: bo
     _step(f"cora asks the platform for an audit report over the demo's requests ({since} to "
           f"{until}); a worker makes it")
     job = cora.submit_job("report-audit", {"since": since, "until": until})
-    worker = Worker(ada)  # `nexml worker` in production; here, in this process
-    ran = worker.run_once()
-    while ran is not None and ran.id != job.id:
-        ran = worker.run_once()
-    done = cora.job(job.id, log_tail=0)
-    if done.status != "succeeded":
-        raise NexmlError(f"the demo's audit report job {done.id} {done.status}: {done.error}")
+    done = _run_in_worker(ada, cora, job.id, "audit report")
     report = cora.report(done.result["report"])
     html = folder / "reports" / f"audit-report-{report.id}.html"
     html.parent.mkdir(exist_ok=True)
@@ -456,7 +464,6 @@ def _monitoring_and_retraining(folder: Path, ada: Any, mark: Any, holdout_rows: 
     """Months of traffic on a simulated clock, a weekly monitor that raises the drift alert in
     the week the market shifts (and not before), the retraining that alert asks for, and the
     challenger left in staging for a person to approve."""
-    from .jobs import Worker
 
     today = datetime.now(UTC).replace(tzinfo=None)
     monday = (today - timedelta(days=today.weekday())).replace(hour=0, minute=0, second=0,
@@ -511,13 +518,7 @@ def _monitoring_and_retraining(folder: Path, ada: Any, mark: Any, holdout_rows: 
 
     _step("A worker retrains on the latest labelled data into staging: champion and "
           "challenger on one holdout, side by side")
-    worker = Worker(ada)  # `nexml worker` in production; here, in this process
-    ran = worker.run_once()
-    while ran is not None and ran.id != retrain.id:
-        ran = worker.run_once()
-    done = mark.job(retrain.id, log_tail=0)
-    if done.status != "succeeded":
-        raise NexmlError(f"the demo's retraining job {done.id} {done.status}: {done.error}")
+    done = _run_in_worker(ada, mark, retrain.id, "retraining")
     result = done.result
     challenger = mark.version(result["challenger"])
     retraining = challenger.lineage.get("retraining", {})

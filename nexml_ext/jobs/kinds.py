@@ -14,26 +14,17 @@ from typing import Any
 from ..errors import InvalidInput
 from ..governance.naming import parse_ref
 from .context import JobContext
-from .registry import register_kind
+from .registry import check_params, register_kind
 
 SELFTEST_MAX_SECONDS = 600.0
 SELFTEST_MAX_STEPS = 1000
-
-
-def _only(kind: str, params: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidInput(
-            f"{kind} job: unknown parameter(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(allowed))}"
-        )
 
 
 # --- validation ----------------------------------------------------------------------------
 
 
 def _check_validation(ws: Any, params: dict[str, Any]) -> dict[str, Any]:
-    _only("validation", params, {"ref", "dataset"})
+    check_params("validation", params, {"ref", "dataset"})
     missing = [k for k in ("ref", "dataset") if not params.get(k)]
     if missing:
         raise InvalidInput(f"validation job: missing parameter(s) {', '.join(missing)} "
@@ -89,7 +80,7 @@ def _number(kind: str, name: str, value: Any, low: float, high: float) -> float:
 
 
 def _check_selftest(ws: Any, params: dict[str, Any]) -> dict[str, Any]:
-    _only("selftest", params, {"seconds", "steps", "fail"})
+    check_params("selftest", params, {"seconds", "steps", "fail"})
     seconds = _number("selftest", "seconds", params.get("seconds", 1.0), 0, SELFTEST_MAX_SECONDS)
     steps = _number("selftest", "steps", params.get("steps", 5), 1, SELFTEST_MAX_STEPS)
     if steps != int(steps):

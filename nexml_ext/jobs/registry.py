@@ -67,6 +67,16 @@ _LOCK = threading.RLock()
 _loaded = False
 
 
+def check_params(kind: str, params: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse parameters job kind ``kind`` does not take, naming them and the ones it does."""
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidInput(
+            f"{kind} job: unknown parameter(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(sorted(allowed))}"
+        )
+
+
 def register_kind(
     name: str,
     fn: JobFn,

@@ -16,18 +16,13 @@ from typing import Any
 from ..errors import InvalidInput
 from ..workspace.retraining import check_time_limit, source_spec
 from .context import JobContext
-from .registry import register_kind
+from .registry import check_params, register_kind
 
 _PARAMS = {"deployment", "source", "time_limit"}
 
 
 def _check(ws: Any, params: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - _PARAMS)
-    if unknown:
-        raise InvalidInput(
-            f"retrain job: unknown parameter(s) {', '.join(unknown)}; it takes "
-            f"{', '.join(sorted(_PARAMS))}"
-        )
+    check_params("retrain", params, _PARAMS)
     deployment = params.get("deployment")
     if not isinstance(deployment, str) or not deployment:
         raise InvalidInput("retrain job: missing parameter deployment (the deployment to retrain)")

@@ -15,19 +15,14 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..jobs.context import JobContext
-from ..jobs.registry import register_kind
+from ..jobs.registry import check_params, register_kind
 from . import windows
 
 _PARAMS = {"deployment", "window", "until", "since"}
 
 
 def _check(ws: Any, params: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - _PARAMS)
-    if unknown:
-        raise InvalidInput(
-            f"monitor job: unknown parameter(s) {', '.join(unknown)}; it takes "
-            f"{', '.join(sorted(_PARAMS))}"
-        )
+    check_params("monitor", params, _PARAMS)
     deployment = params.get("deployment")
     if not isinstance(deployment, str) or not deployment:
         raise InvalidInput("monitor job: missing parameter deployment (deployment=NAME)")

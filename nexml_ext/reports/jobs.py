@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidInput, PermissionDenied
+from ..errors import PermissionDenied
 from ..governance import roles
 from ..jobs.context import JobContext
-from ..jobs.registry import register_kind
+from ..jobs.registry import check_params, register_kind
 from .kinds import kind as report_kind
 
 
@@ -22,12 +22,7 @@ def _check(name: str, allowed: set[str]):  # type: ignore[no-untyped-def]
     spec = report_kind(name)
 
     def check(ws: Any, params: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(params) - allowed)
-        if unknown:
-            raise InvalidInput(
-                f"report-{name} job: unknown parameter(s) {', '.join(unknown)}; it takes "
-                f"{', '.join(sorted(allowed))}"
-            )
+        check_params(f"report-{name}", params, allowed)
         for action in spec.requires:
             if roles.grant(ws.principal.role, action) is not roles.Grant.ALLOW:
                 raise PermissionDenied(
