@@ -37,11 +37,15 @@ _STATUS: list[tuple[type[NexmlError], int]] = [
 ]
 
 
-def create_app(workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES, inline: bool = True
+) -> FastAPI:
     """The serving app over ``workspace``, which it uses acting as the platform.
 
     Route callers are authorised by their route key, not by the workspace's user. Bodies over
-    ``max_body_bytes`` get 413. The caller keeps ownership of ``workspace`` (closes it).
+    ``max_body_bytes`` get 413. With ``inline`` (the default), small predict requests are
+    answered on the event loop (``predict.InlinePredict``); without, every request goes
+    through the endpoints. The caller keeps ownership of ``workspace`` (closes it).
     """
     from ..workspace.predictions import decision_log
 
@@ -63,7 +67,10 @@ def create_app(workspace: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastA
     app.add_exception_handler(RequestValidationError, _malformed)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_middleware(
-        ServingMiddleware, metrics=app.state.metrics, max_body_bytes=max_body_bytes
+        ServingMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=max_body_bytes,
+        inline=predict.InlinePredict(app, _refused) if inline else None,
     )
     return app
 

@@ -11,10 +11,17 @@ ROUTE_KEY_HEADER = "X-Route-Key"
 
 def presented_key(request: Request) -> str | None:
     """The key in ``Authorization: Bearer <key>``, else in ``X-Route-Key``; None if neither."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return key_of(
+        request.headers.get("authorization", ""), request.headers.get(ROUTE_KEY_HEADER, "")
+    )
+
+
+def key_of(authorization: str, route_key: str) -> str | None:
+    """The key of these two headers' values (``presented_key``)."""
+    scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get(ROUTE_KEY_HEADER) or None
+    return route_key or None
 
 
 def caller_label(key: str | None) -> str:

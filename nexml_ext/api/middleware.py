@@ -1,6 +1,7 @@
 """Per-request plumbing, as one pure ASGI layer: a request id, the body-size limit, the
-Open Inference Protocol's binary tensor data turned into JSON, the last resort for unexpected
-failures, and the request metrics.
+Open Inference Protocol's binary tensor data turned into JSON, the hand-off of the predict
+requests answered on the event loop (``predict.InlinePredict``), the last resort for
+unexpected failures, and the request metrics.
 
 Endpoints leave labels in ``request.state`` (``metric_route``, ``metric_version``); this layer
 records them when the response is sent, whatever the outcome.
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -31,10 +33,18 @@ class ServingMiddleware:
     ``max_body_bytes`` (nothing is parsed or scored), 500 naming the request id for an
     exception no handler took, and one observation per request in ``metrics``."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+        inline: Callable[[Scope, bytes, Send], Awaitable[bool]] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.inline = inline  # answers a request itself (True) or leaves it to the app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +84,8 @@ class ServingMiddleware:
                     })
                     return
                 _carry_json_body(scope, len(body))
+            elif self.inline is not None and await self.inline(scope, body, send_with_id):
+                return
             await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:
             log.exception("request %s failed", request_id)

@@ -17,6 +17,7 @@ If a shared transaction fails, each submission in it is retried alone, so one ba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import queue
@@ -124,12 +125,13 @@ class DecisionLog:
         self._busy = False  # a submitter is committing
         self._closed = False
         self._names: dict[int, str] = {}  # deployment id -> name (names never change)
+        self._loop_waiting = 0  # submissions queued by LoopCommitters, not yet taken
         self.stats = DecisionLogStats()
 
     @property
     def queue_depth(self) -> int:
-        """Submissions waiting for the committer."""
-        return self._queue.qsize()
+        """Submissions waiting for the committer (from threads and from event loops)."""
+        return self._queue.qsize() + self._loop_waiting
 
     def submit(self, records: list[Mapping[str, Any]]) -> list[Receipt]:
         """Commit ``records`` (PredictionRecord column values) and return their receipts.
@@ -180,6 +182,30 @@ class DecisionLog:
                 batch = self._take()
                 if not batch:  # cannot happen: an undone submission is still queued
                     raise NexmlError("the decision log lost a submission")
+                self._commit(batch)
+        finally:
+            with self._turn:
+                self._busy = False
+                self._turn.notify_all()
+
+    def _commit_all(self, submissions: list[_Submission]) -> None:
+        """Commit ``submissions`` (from a LoopCommitter) in transactions of up to
+        ``max_batch`` records, taking the committer's turn from submitting threads; each
+        submission ends with its receipts or its error."""
+        with self._turn:
+            while self._busy:
+                self._turn.wait()
+            self._busy = True
+        try:
+            batch: list[_Submission] = []
+            count = 0
+            for sub in submissions:
+                if batch and count + len(sub.records) > self._max_batch:
+                    self._commit(batch)
+                    batch, count = [], 0
+                batch.append(sub)
+                count += len(sub.records)
+            if batch:
                 self._commit(batch)
         finally:
             with self._turn:
@@ -269,6 +295,79 @@ class DecisionLog:
         missing = ids - set(self._names)
         if missing:
             raise InvalidInput(f"no deployment with id {', '.join(map(str, sorted(missing)))}")
+
+
+class LoopCommitter:
+    """Group commit for submitters running on one asyncio event loop (the gateway's hot path).
+
+    ``submit`` queues a request's records and returns a future of their receipts. The first
+    submission after a commit schedules the next one with ``call_soon``, so every request the
+    loop handles before the loop comes round to it — all those whose bytes arrived together —
+    rides the same transaction, and none is answered before its future resolves, i.e. before
+    its record is committed. With ``inline`` the commit runs on the loop's own thread: no
+    handing the batch to another thread and waiting for it to be scheduled, right where the
+    commit is mostly the interpreter's work anyway (SQLite). Otherwise (a database server,
+    whose commit waits on the network and the disk) it runs in the loop's executor, one commit
+    at a time, while the loop goes on scoring the next requests.
+
+    It shares the DecisionLog's committer turn with submitting threads: the two never commit
+    at once.
+    """
+
+    def __init__(self, log: DecisionLog, *, inline: bool) -> None:
+        self._log = log
+        self._inline = inline
+        self._pending: list[tuple[_Submission, asyncio.Future[list[Receipt]]]] = []
+        self._scheduled = False  # a commit is scheduled or running
+
+    def submit(self, records: list[Mapping[str, Any]]) -> asyncio.Future[list[Receipt]]:
+        """A future of the receipts of ``records`` (raises InvalidInput at once, as
+        ``DecisionLog.submit`` does, for a record it refuses)."""
+        if self._log._closed:
+            raise NexmlError("the decision log is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Receipt]] = loop.create_future()
+        if not records:
+            future.set_result([])
+            return future
+        self._pending.append((_Submission([_normalise(r) for r in records]), future))
+        self._log._loop_waiting += 1
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush, loop)
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending, self._pending = self._pending, []
+        self._log._loop_waiting -= len(pending)
+        submissions = [sub for sub, _ in pending]
+        if self._inline:
+            try:
+                self._log._commit_all(submissions)
+            finally:
+                self._settle(pending)
+                self._next(loop)
+            return
+        running = loop.run_in_executor(None, self._log._commit_all, submissions)
+        running.add_done_callback(lambda _: (self._settle(pending), self._next(loop)))
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._pending:  # queued while the commit ran (executor mode)
+            loop.call_soon(self._flush, loop)
+        else:
+            self._scheduled = False
+
+    @staticmethod
+    def _settle(pending: list[tuple[_Submission, asyncio.Future[list[Receipt]]]]) -> None:
+        for sub, future in pending:
+            if future.done():  # its caller gave up waiting; the record stands
+                continue
+            if sub.error is not None:
+                future.set_exception(sub.error)
+            elif sub.receipts is not None:
+                future.set_result(sub.receipts)
+            else:
+                future.set_exception(NexmlError("the decision log lost a submission"))
 
 
 _RECORDS = t.PredictionRecord.__table__

@@ -13,20 +13,21 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..errors import InvalidInput, InvalidTransition, NexmlError, NotFound
 from ..governance import lifecycle
 from ..governance.audit import GENESIS, canonical_json, record_hash
 from ..governance.naming import format_ref
 from ..governance.roles import Role
 from ..store import tables as t
 from ..store.database import Database
-from ..store.decision_log import DecisionLog
+from ..store.decision_log import DecisionLog, Receipt
 from . import views
 from .audit import _when
 from .core import WorkspaceCore, chain_record
@@ -110,6 +111,39 @@ class PredictionsMixin(WorkspaceCore):
     ) -> list[views.Decision]:
         """score_deployment, with the serving state ``predict`` already read for this request
         (None: read it here)."""
+        pending = self._prepare_deployment(
+            deployment,
+            inputs,
+            subject_ids=subject_ids,
+            explain=explain,
+            route=route,
+            rule=rule,
+            caller=caller,
+            request_ids=request_ids,
+            shadow=shadow,
+            state=state,
+            warm_only=False,
+        )
+        return pending.finish(decision_log(self._db).submit(pending.records))
+
+    def _prepare_deployment(
+        self,
+        deployment: str,
+        inputs: list[dict[str, Any]] | pd.DataFrame,
+        *,
+        subject_ids: list[str | None] | None,
+        explain: bool,
+        route: str | None,
+        rule: str | None,
+        caller: str | None,
+        request_ids: list[str] | None,
+        shadow: bool,
+        state: ServingState | None,
+        warm_only: bool,
+    ) -> PendingDecisions:
+        """Score and explain the rows as ``_score_deployment`` does, and return their records,
+        not yet committed. With ``warm_only``, raise ``Cold`` (nothing done) instead of reading
+        and loading a served version, or preparing an explanation reference, not yet cached."""
         import pandas as pd
 
         started = time.perf_counter()
@@ -122,7 +156,7 @@ class PredictionsMixin(WorkspaceCore):
         request_ids = _one_per_row("request_ids", request_ids, n) or [
             uuid.uuid4().hex for _ in range(n)
         ]
-        served = self._served_version(deployment, state)
+        served = self._served_version(deployment, state, warm_only=warm_only)
         if not (shadow or served["answers"]):
             raise InvalidTransition(
                 f"cannot answer on {deployment!r}: it is a shadow-only deployment (it serves "
@@ -134,7 +168,7 @@ class PredictionsMixin(WorkspaceCore):
         scores = [float(v) for v in scored]
         binary = model.problem_type == "binary"
         outputs, reasons, explanations = self._outputs(
-            model, rows, scores, served, explain, encoded
+            model, rows, scores, served, explain, encoded, warm_only=warm_only
         )
         latency = (time.perf_counter() - started) * 1000.0
         columns = [str(c) for c in rows.columns]
@@ -164,20 +198,7 @@ class PredictionsMixin(WorkspaceCore):
             }
             for i in range(n)
         ]
-        receipts = decision_log(self._db).submit(records)
-        return [
-            _decision(
-                record,
-                receipt.seq,
-                receipt.prev_hash,
-                receipt.hash,
-                receipt.at,
-                deployment,
-                served["ref"],
-                None,
-            )
-            for record, receipt in zip(records, receipts, strict=True)
-        ]
+        return PendingDecisions(records, [(deployment, served["ref"])] * n)
 
     def find_decisions(
         self,
@@ -374,7 +395,7 @@ class PredictionsMixin(WorkspaceCore):
     # --- helpers -----------------------------------------------------------------------------
 
     def _served_version(
-        self, deployment: str, state: ServingState | None = None
+        self, deployment: str, state: ServingState | None = None, *, warm_only: bool = False
     ) -> dict[str, Any]:
         """What deployment ``deployment`` serves (ids, ref, artifact hash, lineage, template,
         protected columns and the loaded, hash-verified model), cached in the serving state of
@@ -385,6 +406,8 @@ class PredictionsMixin(WorkspaceCore):
         cached = state.served.get(deployment)
         if cached is not None:
             return cached
+        if warm_only:
+            raise Cold(f"deployment {deployment} is not loaded for this serving state")
         served = self._read_served_version(deployment)  # read after the fingerprint
         served["protected"] = self._protected_of(  # type: ignore[attr-defined]
             {"lineage": served["lineage"], "template": served["template"]}
@@ -413,7 +436,7 @@ class PredictionsMixin(WorkspaceCore):
                 "answers": lifecycle.answers(mv.status),  # False: a shadow-only deployment
             }
 
-    def _outputs(self, model, rows, scores, served, explain, encoded=None):  # type: ignore[no-untyped-def]
+    def _outputs(self, model, rows, scores, served, explain, encoded=None, *, warm_only=False):  # type: ignore[no-untyped-def]
         """Per row: the output, the reasons (declined binary rows) and the explanation.
         ``encoded``: the rows' encoding from scoring them, if the explainer reads it."""
         from ..ml.validation import cutoff_of
@@ -440,7 +463,7 @@ class PredictionsMixin(WorkspaceCore):
         declined = any(sc < cutoff for sc in scores)
         if not (explain or declined):
             return outputs, [[] for _ in range(n)], [{} for _ in range(n)]
-        background, baseline = self._reason_reference(model, served, cutoff)
+        background, baseline = self._reason_reference(model, served, cutoff, warm_only)
         explainer = _served_model(model, served["artifact_sha256"]).explainer
         assert explainer is not None  # binary
         local = (
@@ -461,12 +484,15 @@ class PredictionsMixin(WorkspaceCore):
             [local.to_dict(i) if local is not None else {} for i in range(n)],
         )
 
-    def _reason_reference(self, model, served, cutoff: float):  # type: ignore[no-untyped-def]
+    def _reason_reference(self, model, served, cutoff: float, warm_only: bool = False):  # type: ignore[no-untyped-def]
         """(explanation background, reason-code baseline) of the model for ``cutoff``, as
         ``explain.Reference`` prepared once per artifact and cutoff from the training data
-        (the background is None for tree models, which need none)."""
+        (the background is None for tree models, which need none). With ``warm_only``, Cold
+        when they are not prepared yet."""
 
         def training_data() -> pd.DataFrame:
+            if warm_only:
+                raise Cold(f"the explanation reference of {served['ref']} is not prepared")
             datasets = (served.get("lineage") or {}).get("datasets") or []
             if not datasets:
                 raise InvalidInput(
@@ -496,7 +522,33 @@ class PredictionsMixin(WorkspaceCore):
         scored together. A shadow deployment scores the same rows and records them marked
         ``shadow``; its answers are never returned. With ``key`` (the gateway passes the
         caller's), a wrong or missing route key refuses everything before anything is scored.
-        Returns the answering decisions in input order, after they are committed.
+        Returns the answering decisions in input order, after they are committed: all of the
+        request's records (shadow ones included) in one transaction, or none.
+        """
+        pending = self.prepare_predict(
+            route, inputs, subject_ids=subject_ids, explain=explain, key=key, caller=caller
+        )
+        return pending.finish(decision_log(self._db).submit(pending.records))
+
+    def prepare_predict(
+        self,
+        route: str,
+        inputs: list[dict[str, Any]] | pd.DataFrame,
+        *,
+        subject_ids: list[str | None] | None = None,
+        explain: bool = True,
+        key: str | None = None,
+        caller: str | None = None,
+        warm_only: bool = False,
+    ) -> PendingDecisions:
+        """:meth:`predict` up to the commit: the request routed, scored and explained, its
+        records (answers, then shadow records) not yet committed. Whoever calls this commits
+        ``records`` through the database's decision log and answers with ``finish`` of the
+        receipts (the gateway's event loop does, committing many requests together).
+
+        With ``warm_only``, raises ``Cold`` before anything is scored when serving the request
+        would first have to load a model or prepare its explanation reference (seconds of
+        work the event loop must not do); refusals (key, route, input) are raised as usual.
         """
         import pandas as pd
 
@@ -521,12 +573,16 @@ class PredictionsMixin(WorkspaceCore):
         decisions = [
             spec.decide(row, subject) for row, subject in zip(records, subjects, strict=True)
         ]
-        answers: list[views.Decision | None] = [None] * len(frame)
         groups: dict[tuple[str, str], list[int]] = {}
         for i, decision in enumerate(decisions):
             groups.setdefault((decision.deployment, decision.rule), []).append(i)
+        shadows: dict[str, list[int]] = {}
+        for i, decision in enumerate(decisions):
+            if decision.shadow:
+                shadows.setdefault(decision.shadow, []).append(i)
+        parts: list[tuple[list[int], PendingDecisions]] = []
         for (deployment, rule), rows in groups.items():
-            scored = self._score_deployment(
+            parts.append((rows, self._prepare_deployment(
                 deployment,
                 frame if len(rows) == len(frame) else frame.iloc[rows],
                 subject_ids=[subjects[i] for i in rows],
@@ -537,15 +593,10 @@ class PredictionsMixin(WorkspaceCore):
                 request_ids=None,
                 shadow=False,
                 state=state,
-            )
-            for i, answer in zip(rows, scored, strict=True):
-                answers[i] = answer
-        shadows: dict[str, list[int]] = {}
-        for i, decision in enumerate(decisions):
-            if decision.shadow:
-                shadows.setdefault(decision.shadow, []).append(i)
+                warm_only=warm_only,
+            )))
         for deployment, rows in shadows.items():
-            self._score_deployment(
+            parts.append(([], self._prepare_deployment(
                 deployment,
                 frame.iloc[rows],
                 subject_ids=[subjects[i] for i in rows],
@@ -556,8 +607,54 @@ class PredictionsMixin(WorkspaceCore):
                 request_ids=None,
                 shadow=True,
                 state=state,
+                warm_only=warm_only,
+            )))
+        if len(parts) == 1 and parts[0][0] == list(range(len(frame))):
+            return parts[0][1]  # one group answering every row in order: the common case
+        combined = PendingDecisions([], [], [-1] * len(frame))
+        for rows, part in parts:  # a shadow part answers no row
+            for record_at, i in enumerate(rows):
+                combined.answer[i] = len(combined.records) + record_at  # type: ignore[index]
+            combined.records += part.records
+            combined.where += part.where
+        return combined
+
+
+class Cold(Exception):
+    """Serving a request would first load a model or prepare an explanation reference
+    (``prepare_predict(warm_only=True)``); nothing was scored or recorded."""
+
+
+@dataclass
+class PendingDecisions:
+    """Scored rows' records, not yet committed, and how to answer once they are.
+
+    ``records`` are PredictionRecord column values for ``DecisionLog.submit``; ``where`` is
+    each record's (deployment, version ref); ``answer`` the records that answer, in input
+    order (None: every record, in order; shadow records never answer)."""
+
+    records: list[dict[str, Any]]
+    where: list[tuple[str, str]]
+    answer: list[int] | None = None
+
+    def finish(self, receipts: list[Receipt]) -> list[views.Decision]:
+        """The answering decisions, given the receipts of ``records`` (same order)."""
+        if len(receipts) != len(self.records):
+            raise NexmlError(f"{len(receipts)} receipts for {len(self.records)} records")
+        chosen = range(len(self.records)) if self.answer is None else self.answer
+        return [
+            _decision(
+                self.records[i],
+                receipts[i].seq,
+                receipts[i].prev_hash,
+                receipts[i].hash,
+                receipts[i].at,
+                self.where[i][0],
+                self.where[i][1],
+                None,
             )
-        return [a for a in answers if a is not None]
+            for i in chosen
+        ]
 
 
 def _served_model(model: Any, artifact_sha256: str) -> ServedModel:

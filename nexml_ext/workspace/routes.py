@@ -193,8 +193,7 @@ class RoutesMixin(WorkspaceCore):
     def _serving_snapshot(self, route: str | None) -> tuple[ServingState, RouteRevision | None]:
         """Read the fingerprint (and route ``route``'s row) in one statement; the state cached
         under it. Raises NotFound for a ``route`` that does not exist."""
-        with self._read() as s:
-            connection = s.connection()
+        with self._db.engine.connect() as connection:  # Core: this runs on every request
             if route is None:
                 deployments, found = tuple(connection.execute(_FINGERPRINT).one()), None
             else:

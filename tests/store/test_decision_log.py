@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections import defaultdict
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from nexml_ext.errors import Conflict, InvalidInput
 from nexml_ext.store import tables as t
 from nexml_ext.store.database import Database
-from nexml_ext.store.decision_log import DecisionLog
+from nexml_ext.store.decision_log import DecisionLog, LoopCommitter
 
 THREADS, PER_THREAD = 8, 50
 
@@ -161,3 +162,60 @@ def test_float_columns_store_what_is_hashed(log):
         with pytest.raises(InvalidInput, match="confidence must be a finite number"):
             decision_log.submit([_record(ids[0], version_id, confidence=bad)])
     assert stack.cora.audit.verify().ok
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on-the-loop", "in-the-executor"])
+def test_loop_committer_batches_a_loops_submissions_and_fails_only_the_culprit(log, inline):
+    stack, db, decision_log, ids, version_id = log
+    decision_log.submit([_record(ids[0], version_id, "dup-1")])
+    threaded: list[object] = []  # a thread submitting meanwhile shares the committer's turn
+
+    async def main() -> list[object]:
+        committer = LoopCommitter(decision_log, inline=inline)
+        futures = [committer.submit([_record(ids[i % 2], version_id)]) for i in range(20)]
+        futures.append(committer.submit([_record(ids[0], version_id, "dup-1")]))
+        futures.append(committer.submit([_record(ids[1], version_id) for _ in range(3)]))
+        assert not any(f.done() for f in futures)  # nothing commits before the loop turns
+        thread = threading.Thread(
+            target=lambda: threaded.extend(decision_log.submit([_record(ids[0], version_id)]))
+        )
+        thread.start()
+        done = await asyncio.gather(*futures, return_exceptions=True)
+        thread.join()
+        return done
+
+    done = asyncio.run(main())
+    assert isinstance(done[20], Conflict)
+    assert all(isinstance(r, list) for i, r in enumerate(done) if i != 20)
+    assert [len(r) for r in done[:20]] == [1] * 20 and len(done[21]) == 3  # type: ignore[arg-type]
+    assert decision_log.stats.failed_batches >= 1  # the shared one; then each alone
+    assert len(threaded) == 1
+    with db.read() as s:
+        count = len(list(s.scalars(select(t.PredictionRecord.id))))
+    assert count == 1 + 20 + 3 + 1  # nothing of the duplicate, everything else
+    assert stack.cora.audit.verify().ok
+
+
+def test_loop_committer_commits_a_clean_loop_batch_in_one_transaction(log):
+    _, db, decision_log, ids, version_id = log
+
+    async def main() -> list[list[object]]:
+        committer = LoopCommitter(decision_log, inline=True)
+        futures = [committer.submit([_record(ids[i % 2], version_id)]) for i in range(30)]
+        assert decision_log.queue_depth == 30
+        return await asyncio.gather(*futures)
+
+    done = asyncio.run(main())
+    assert {r[0].batch_size for r in done} == {30}
+    assert decision_log.queue_depth == 0
+    by_chain = defaultdict(list)
+    for [receipt] in done:
+        by_chain[receipt.chain].append(receipt.seq)
+    assert by_chain == {"predictions:credit-eu": list(range(1, 16)),
+                        "predictions:credit-us": list(range(1, 16))}
+    with pytest.raises(InvalidInput, match="lacks request_id"):
+        asyncio.run(_submit_one(decision_log, {**_record(ids[0], version_id), "request_id": None}))
+
+
+async def _submit_one(decision_log, record):
+    return await LoopCommitter(decision_log, inline=True).submit([record])
