@@ -317,6 +317,7 @@ def _numeric_dtype(numbers: pd.Series, dtype_name: str) -> pd.Series:
 
 
 def _examples(values: pd.Series) -> str:
-    unique = list(dict.fromkeys(values.tolist()))
-    shown = ", ".join(repr(v) for v in unique[:_SHOWN])
+    # by their repr: a value posted as JSON may be a list or an object, which cannot be hashed
+    unique = list(dict.fromkeys(repr(v) for v in values.tolist()))
+    shown = ", ".join(unique[:_SHOWN])
     return shown + (f" and {len(unique) - _SHOWN} more" if len(unique) > _SHOWN else "")

@@ -118,6 +118,18 @@ def test_coerce_names_every_bad_field_in_one_error(german, schema):
         assert f"'{name}': {problem}" in message
 
 
+def test_coerce_names_json_lists_and_objects_posted_as_values(german, schema):
+    # a JSON body can hold a list or an object where a number or a category belongs
+    rows = german.drop(columns="risk").head(3).astype({"age": object, "purpose": object})
+    rows.at[0, "age"] = [30, 31]
+    rows.at[1, "age"] = [30, 31]
+    rows.at[2, "purpose"] = {"kind": "car"}
+    with pytest.raises(InvalidInput) as refused:
+        coerce_to_schema(rows, schema)
+    assert refused.value.problems["age"] == "not numbers: [30, 31]"
+    assert "{'kind': 'car'}" in refused.value.problems["purpose"]
+
+
 def test_coerce_returns_schema_order_and_types(german, schema):
     expected = german.drop(columns="risk").head(20)
     scrambled = expected[list(reversed(expected.columns))].assign(extra=1)
