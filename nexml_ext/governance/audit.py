@@ -200,6 +200,15 @@ class Walk:
 # any such shift needs some JSON column's text to contain the separator of a key that follows a
 # JSON column. So a row is taken on the fast path only when each of those separators occurs
 # exactly once in its assembled text (the one placed there); otherwise the exact path decides.
+# (On PostgreSQL the json type admits valid JSON only, which parses one way: no separators.)
+#
+# On PostgreSQL the server also hashes (``RowPlan.digest``): it assembles the record as above
+# (floats spelt by it too), hashes prev_hash and those bytes with ``pg_catalog.sha256``, and only
+# the digest crosses the connection, which Python compares with the stored hash. That relies on
+# the server computing SHA-256 over what it assembled just as the fast path already relies on it
+# assembling the stored columns; the function is named with its schema, so no same-named
+# function on the search path can stand in for it. A digest that differs sends the row to the
+# exact path, hashed here.
 
 
 def float_token(value: Any) -> bytes:
@@ -220,11 +229,17 @@ class RowPlan:
     every finite float (``repr`` is JSON's spelling), and spelt exactly by ``float_token`` when
     that does not hash (None, NaN, infinities). ``separators`` are the `,"key":` runs that must
     each occur exactly once (see above).
+
+    With ``digest``, the one slot is not the canonical bytes but their SHA-256 as the record's
+    hash has it (SHA-256 of prev_hash followed by those bytes), computed by the database from
+    the bytes it assembled (PostgreSQL, whose json type pins the column boundaries: no
+    separators to count); only a record that hashes to its stored hash is proven this way.
     """
 
     template: bytes
     float_slots: tuple[int, ...]
     separators: tuple[bytes, ...]
+    digest: bool = False
 
     def pattern(self) -> re.Pattern[bytes] | None:
         if not self.separators:
@@ -237,6 +252,35 @@ class RowPlan:
         for i in self.float_slots:
             values[i] = float_token(values[i])
         return self.template.replace(b"%r", b"%b") % tuple(values)
+
+    def prover(self) -> Callable[[tuple[Any, ...]], bool]:
+        """``proven(row)``: whether the row's fast assembly proves it (hashes to its stored
+        hash, each separator once); False sends it to the exact path."""
+        if self.digest:
+            assert self.template == b"%b" and not self.separators
+
+            def digest_matches(row: tuple[Any, ...]) -> bool:
+                digest = row[4]
+                return digest.__class__ is bytes and digest.hex() == row[3]
+
+            return digest_matches
+        template, sha256 = self.template, hashlib.sha256
+        pattern, separators = self.pattern(), len(self.separators)
+        findall = pattern.findall if pattern is not None else None
+        whole = template == b"%b"  # one slot, the whole record: no need to copy it
+
+        def assembled(row: tuple[Any, ...]) -> bool:
+            try:
+                body = row[4] if whole else template % row[4:]
+                digest = sha256(row[2].encode())  # prev_hash: equal to the last hash walked
+                digest.update(body)
+            except TypeError:  # a slot the query could not encode (NULL token, odd type)
+                return False
+            return digest.hexdigest() == row[3] and (
+                findall is None or len(findall(body)) == separators
+            )
+
+        return assembled
 
 
 def scan_rows(
@@ -253,8 +297,7 @@ def scan_rows(
     With ``until``, the walk stops before the first row once record ``until`` is verified
     (``walk.expected > until`` tells the range was walked to its end).
     """
-    template, sha256 = plan.template, hashlib.sha256
-    pattern, separators = plan.pattern(), len(plan.separators)
+    proven = plan.prover()
     stop = until + 1 if until is not None else None
     expected, last, count = walk.expected, walk.last, walk.count
     try:
@@ -266,15 +309,7 @@ def scan_rows(
                 walk.expected, walk.last = expected, last
                 walk.link(seq, prev_hash)  # names the problem
                 break
-            try:
-                body = template % row[4:]
-            except TypeError:  # a slot the query could not encode (NULL token, odd type)
-                body = None
-            if (
-                body is None
-                or (pattern is not None and len(pattern.findall(body)) != separators)
-                or sha256(prev_hash.encode() + body).hexdigest() != hash_
-            ) and not _exact_ok(plan, row, exact, hash_):
+            if not proven(row) and not _exact_ok(plan, row, exact, hash_):
                 walk.fail(seq, CHANGED)
                 break
             expected, last, count = expected + 1, hash_, count + 1
