@@ -78,12 +78,19 @@ def predict(route: RouteName, body: PredictRequest, request: Request) -> Respons
         request.state.metric_route = route
         raise
     request.state.metric_route = route
-    metrics = request.app.state.metrics
+    return answer(
+        request.app.state.metrics, route, request.state.request_id, decisions, body.explain
+    )
+
+
+def answer(
+    metrics: Any, route: str, request_id: str, decisions: list[views.Decision], explain: bool
+) -> Response:
+    """The 200 answer: each decision counted in ``metrics``, the body ``json_body``."""
     for d in decisions:
         metrics.predictions.labels(route, d.deployment, d.model_ref).inc()
     return Response(
-        json_body(route, request.state.request_id, decisions, body.explain),
-        media_type="application/json",
+        json_body(route, request_id, decisions, explain), media_type="application/json"
     )
 
 
@@ -182,28 +189,18 @@ class InlinePredict:
         except Cold:
             return False  # nothing was done; the endpoint loads what it needs
         except NotFound as exc:  # an unknown name stays out of the metric labels
-            await self._answer(scope, send, await self._refuse(Request(scope), exc))
+            await self._send(scope, send, await self._refuse(Request(scope), exc))
             return True
         except NexmlError as exc:
             state["metric_route"] = route
-            await self._answer(scope, send, await self._refuse(Request(scope), exc))
+            await self._send(scope, send, await self._refuse(Request(scope), exc))
             return True
         except Exception:
             state["metric_route"] = route
             raise
         state["metric_route"] = route
-        for d in decisions:
-            self._metrics.predictions.labels(route, d.deployment, d.model_ref).inc()
-        content = json_body(route, state["request_id"], decisions, request.explain)
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-length", str(len(content)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": content})
+        response = answer(self._metrics, route, state["request_id"], decisions, request.explain)
+        await self._send(scope, send, response)
         return True
 
     def _committer(self) -> LoopCommitter:
@@ -217,7 +214,7 @@ class InlinePredict:
         return committer
 
     @staticmethod
-    async def _answer(scope: Scope, send: Send, response: Response) -> None:
+    async def _send(scope: Scope, send: Send, response: Response) -> None:
         async def nothing() -> Message:  # a response reads nothing of the request
             return {"type": "http.disconnect"}
 

@@ -82,35 +82,6 @@ class PredictionsMixin(WorkspaceCore):
         Raises PermissionDenied, NotFound, InvalidTransition (deployment not active),
         InvalidInput (naming every bad field; nothing is recorded), Conflict (request id reused).
         """
-        return self._score_deployment(
-            deployment,
-            inputs,
-            subject_ids=subject_ids,
-            explain=explain,
-            route=route,
-            rule=rule,
-            caller=caller,
-            request_ids=request_ids,
-            shadow=shadow,
-            state=None,
-        )
-
-    def _score_deployment(
-        self,
-        deployment: str,
-        inputs: list[dict[str, Any]] | pd.DataFrame,
-        *,
-        subject_ids: list[str | None] | None,
-        explain: bool,
-        route: str | None,
-        rule: str | None,
-        caller: str | None,
-        request_ids: list[str] | None,
-        shadow: bool,
-        state: ServingState | None,
-    ) -> list[views.Decision]:
-        """score_deployment, with the serving state ``predict`` already read for this request
-        (None: read it here)."""
         pending = self._prepare_deployment(
             deployment,
             inputs,
@@ -121,7 +92,7 @@ class PredictionsMixin(WorkspaceCore):
             caller=caller,
             request_ids=request_ids,
             shadow=shadow,
-            state=state,
+            state=None,
             warm_only=False,
         )
         return pending.finish(decision_log(self._db).submit(pending.records))
@@ -141,9 +112,11 @@ class PredictionsMixin(WorkspaceCore):
         state: ServingState | None,
         warm_only: bool,
     ) -> PendingDecisions:
-        """Score and explain the rows as ``_score_deployment`` does, and return their records,
-        not yet committed. With ``warm_only``, raise ``Cold`` (nothing done) instead of reading
-        and loading a served version, or preparing an explanation reference, not yet cached."""
+        """``score_deployment`` up to the commit: the rows scored and explained, their records
+        not yet committed. ``state`` is the serving state ``predict`` already read for this
+        request (None: read it here). With ``warm_only``, raise ``Cold`` (nothing done) instead
+        of reading and loading a served version, or preparing an explanation reference, not
+        yet cached."""
         import pandas as pd
 
         started = time.perf_counter()
