@@ -553,9 +553,12 @@ class PredictionsMixin(WorkspaceCore):
         for i, decision in enumerate(decisions):
             if decision.shadow:
                 shadows.setdefault(decision.shadow, []).append(i)
+        # (rows, deployment, rule, shadow): each answering group, then each shadow
+        jobs = [(rows, dep, rule, False) for (dep, rule), rows in groups.items()]
+        jobs += [(rows, dep, "shadow", True) for dep, rows in shadows.items()]
         parts: list[tuple[list[int], PendingDecisions]] = []
-        for (deployment, rule), rows in groups.items():
-            parts.append((rows, self._prepare_deployment(
+        for rows, deployment, rule, shadow in jobs:
+            part = self._prepare_deployment(
                 deployment,
                 frame if len(rows) == len(frame) else frame.iloc[rows],
                 subject_ids=[subjects[i] for i in rows],
@@ -564,28 +567,15 @@ class PredictionsMixin(WorkspaceCore):
                 rule=rule,
                 caller=caller,
                 request_ids=None,
-                shadow=False,
+                shadow=shadow,
                 state=state,
                 warm_only=warm_only,
-            )))
-        for deployment, rows in shadows.items():
-            parts.append(([], self._prepare_deployment(
-                deployment,
-                frame.iloc[rows],
-                subject_ids=[subjects[i] for i in rows],
-                explain=explain,
-                route=route,
-                rule="shadow",
-                caller=caller,
-                request_ids=None,
-                shadow=True,
-                state=state,
-                warm_only=warm_only,
-            )))
+            )
+            parts.append(([] if shadow else rows, part))  # a shadow answers no row
         if len(parts) == 1 and parts[0][0] == list(range(len(frame))):
             return parts[0][1]  # one group answering every row in order: the common case
         combined = PendingDecisions([], [], [-1] * len(frame))
-        for rows, part in parts:  # a shadow part answers no row
+        for rows, part in parts:
             for record_at, i in enumerate(rows):
                 combined.answer[i] = len(combined.records) + record_at  # type: ignore[index]
             combined.records += part.records
