@@ -181,6 +181,8 @@ class Explainer:
     or its linear view, or the permutation explainer. ``local`` and ``reasons`` take rows
     already validated by the model (``model.validate``) and, optionally, their encoding
     (``encode``) so a caller that encoded the rows to score them does not encode them again.
+    With the encoding, a tree or linear explainer reads only how many rows there are: the
+    rows may then be the records they were validated from (the gateway's small batches).
     Safe to share between threads.
     """
 
@@ -286,7 +288,7 @@ class Explainer:
             if explanation is not None and explanation.method.startswith("tree"):
                 own = explanation.values.to_numpy()[denied]
             else:
-                own = self._tree_local(rows.iloc[denied], mine).values.to_numpy()
+                own = self._tree_local(_take(rows, denied), mine).values.to_numpy()
             if baseline.mean_values is None:
                 raise InvalidInput("the reason-code baseline was not prepared for this model")
             lowered = own - baseline.mean_values
@@ -328,7 +330,7 @@ class Explainer:
             base = np.full(len(rows), _positive_class_base(expected))
             method = "tree-shap"
         grouped = phi @ self._group_matrix(view.groups, phi.shape[1])
-        values = pd.DataFrame(grouped, index=rows.index, columns=list(self.model.input_columns))
+        values = pd.DataFrame(grouped, index=_index(rows), columns=list(self.model.input_columns))
         return LocalExplanation(values, base, base + grouped.sum(axis=1), method, view.output)
 
     def _linear_local(
@@ -339,9 +341,21 @@ class Explainer:
         x = view.encode(rows) if encoded is None else encoded
         grouped = ((x - mean) * view.coef) @ self._group_matrix(view.groups, x.shape[1])
         base = np.full(len(rows), view.intercept + float(mean @ view.coef))
-        values = pd.DataFrame(grouped, index=rows.index, columns=list(self.model.input_columns))
+        values = pd.DataFrame(grouped, index=_index(rows), columns=list(self.model.input_columns))
         return LocalExplanation(values, base, view.intercept + x @ view.coef, "linear",
                                 view.output)
+
+
+def _index(rows: pd.DataFrame | Sequence[Any]) -> pd.Index:
+    """The index an explanation of ``rows`` carries: the frame's own, or positions for the
+    records a caller passes with their encoding (``ServedModel.score_records``)."""
+    return rows.index if isinstance(rows, pd.DataFrame) else pd.RangeIndex(len(rows))
+
+
+def _take(rows: pd.DataFrame | Sequence[Any], positions: np.ndarray) -> Any:
+    if isinstance(rows, pd.DataFrame):
+        return rows.iloc[positions]
+    return [rows[i] for i in positions]
 
 
 def explain_local(

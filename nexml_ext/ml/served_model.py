@@ -161,6 +161,37 @@ class ServedModel:
                 return scores, None  # the explainer encodes for itself
         return scores, encoded
 
+    def score_records(
+        self, records: list[Any]
+    ) -> tuple[dict[str, list[Any]], np.ndarray, np.ndarray] | None:
+        """``score`` of a small clean batch of records (mappings, as a JSON body gives them)
+        with no DataFrame made: (each schema column's values in schema order, the scores, their
+        encoding), equal to ``score`` of the frame ``model.validate`` makes of the records.
+
+        Only for a compiled pipeline whose encoding the explainer has been shown to read (by
+        the first batch through ``score``), and records ``sklearn_compiled.conforming_records``
+        takes; otherwise None, and the caller validates a frame and calls ``score``. On a
+        small request most of the time went to pandas: building the frame, checking its dtypes
+        and reading its columns back."""
+        import numpy as np
+
+        from .model_view import _dense
+        from .sklearn_compiled import conforming_records
+
+        compiled = getattr(self.model, "compiled", None)
+        if compiled is None or self._split is None or self._shared is not True:
+            return None
+        values = conforming_records(records, self.model.input_schema)
+        if values is None:
+            return None
+        encoded = compiled.encode_columns([values[c] for c in compiled.columns], len(records))
+        if encoded is None:
+            return None
+        output = compiled.output(encoded)
+        column = self._split[2]
+        scores = np.asarray(output if column is None else output[:, column], dtype=float)
+        return values, scores, _dense(encoded)
+
     def references(
         self,
         cutoff: float,

@@ -33,7 +33,7 @@ import pandas as pd
 from .fast_path import NotCompilable, probe_frame, random_rows
 
 __all__ = ["MAX_ROWS", "CompiledPipeline", "NotCompilable", "compile_model", "compile_pipeline",
-           "conforming_rows", "verify"]
+           "conforming_records", "conforming_rows", "verify"]
 
 MAX_ROWS = 64  # larger batches stay on scikit-learn's vectorised path
 _RANDOM_PROBES = 300
@@ -372,10 +372,16 @@ class CompiledPipeline:
         """The pipeline's encoding of ``rows`` (float64, C order), or None (see the class)."""
         if len(rows) > MAX_ROWS or len(rows) == 0:
             return None
-        values = [rows[name].tolist() for name in self.columns]
+        return self.encode_columns([rows[name].tolist() for name in self.columns], len(rows))
+
+    def encode_columns(self, values: list[list[Any]], n: int) -> np.ndarray | None:
+        """``encode`` of ``n`` rows given as each of ``self.columns``' values, in that order,
+        as the plain Python values ``Series.tolist()`` gives."""
+        if n > MAX_ROWS or n == 0:
+            return None
         matrix = []
         try:
-            for r in range(len(rows)):
+            for r in range(n):
                 out: list[float] = []
                 for step, column in zip(self.steps, values, strict=True):
                     step.extend(out, column[r])
@@ -507,6 +513,50 @@ def conforming_rows(df: Any, schema: dict[str, Any]) -> pd.DataFrame | None:
     # reindex, not df[list]: the same new frame (copied columns, schema order, df's index),
     # a third of the cost on a small batch
     return df.reindex(columns=_column_index(tuple(columns)))
+
+
+def conforming_records(
+    records: list[Any], schema: dict[str, Any]
+) -> dict[str, list[Any]] | None:
+    """Each schema column's values (schema order) of ``records``, mappings as a JSON body gives
+    them, when ``conforming_rows`` would take the DataFrame they make, with no DataFrame made:
+    every record has every schema column, numbers of a ``int64`` column are ``int`` (not
+    ``bool``) within its range, of a ``float64`` column ``float`` and not NaN, booleans ``bool``,
+    text ``str`` (of a known category when the schema lists them). The lists hold what that
+    frame's ``Series.tolist()`` would. Anything else (other dtypes, mixed numbers, a missing
+    key, more than ``MAX_ROWS`` records) returns None: the caller makes the frame."""
+    columns = schema.get("columns") if isinstance(schema, dict) else None
+    if not columns or not 0 < len(records) <= MAX_ROWS:
+        return None
+    if not all(type(record) is dict for record in records):
+        return None
+    out: dict[str, list[Any]] = {}
+    for name, entry in columns.items():
+        try:
+            values = [record[name] for record in records]
+        except KeyError:
+            return None
+        kind, dtype = entry.get("kind"), entry.get("dtype")
+        if kind == "numeric" and dtype == "int64":
+            if not all(type(v) is int and _INT64[0] <= v <= _INT64[1] for v in values):
+                return None
+        elif kind == "numeric" and dtype == "float64":
+            if not all(type(v) is float and v == v for v in values):
+                return None
+        elif kind == "boolean":
+            if not all(type(v) is bool for v in values):
+                return None
+        elif kind == "categorical":
+            known = entry.get("categories")
+            if not all(type(v) is str and (known is None or v in known) for v in values):
+                return None
+        else:
+            return None
+        out[name] = values
+    return out
+
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @functools.lru_cache(maxsize=64)

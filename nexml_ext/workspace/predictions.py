@@ -121,8 +121,9 @@ class PredictionsMixin(WorkspaceCore):
 
         started = time.perf_counter()
         self._authorize("model.score", f"deployment {deployment}")
-        frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(list(inputs))
-        n = len(frame)
+        if not isinstance(inputs, pd.DataFrame):
+            inputs = list(inputs)
+        n = len(inputs)
         if n == 0:
             raise InvalidInput(f"nothing to score on {deployment!r}: no rows")
         subject_ids = _one_per_row("subject_ids", subject_ids, n) or [None] * n
@@ -136,20 +137,38 @@ class PredictionsMixin(WorkspaceCore):
                 f"{served['ref']}, not deployed); it may only shadow a route"
             )
         model = served["model"]
-        rows = model.validate(frame)  # InvalidInput naming every bad field: nothing recorded
-        scored, encoded = _served_model(model, served["artifact_sha256"]).score(rows)
+        scorer = _served_model(model, served["artifact_sha256"])
+        # A small clean batch of records is scored with no DataFrame (the gateway's requests);
+        # its rows are then the records, which the explainer reads with their encoding.
+        fast = (
+            scorer.score_records(inputs)
+            if isinstance(inputs, list) and model.problem_type == "binary"
+            else None
+        )
+        rows: pd.DataFrame | list[dict[str, Any]]
+        if fast is not None:
+            values, scored, encoded = fast
+            rows, columns = inputs, list(values)
+            inputs_of = [
+                dict(zip(columns, row, strict=True))
+                for row in zip(*values.values(), strict=True)
+            ]
+        else:
+            frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
+            rows = model.validate(frame)  # InvalidInput naming every bad field: nothing recorded
+            scored, encoded = scorer.score(rows)
+            columns = [str(c) for c in rows.columns]
+            inputs_of = [
+                {c: _plain(v) for c, v in zip(columns, row_values, strict=True)}
+                for row_values in zip(*(rows[c].tolist() for c in rows.columns), strict=True)
+            ]
         scores = [float(v) for v in scored]
         binary = model.problem_type == "binary"
         outputs, reasons, explanations = self._outputs(
             model, rows, scores, served, explain, encoded, warm_only=warm_only
         )
         latency = (time.perf_counter() - started) * 1000.0
-        columns = [str(c) for c in rows.columns]
         at = None if self._clock is None else self._now()  # None: the decision log stamps it
-        inputs_of = [
-            {c: _plain(v) for c, v in zip(columns, values, strict=True)}
-            for values in zip(*(rows[c].tolist() for c in rows.columns), strict=True)
-        ]
         records = [
             {
                 "deployment_id": served["deployment_id"],
@@ -531,13 +550,13 @@ class PredictionsMixin(WorkspaceCore):
         spec, state = self._route_for_request(  # type: ignore[attr-defined]
             route, key, check_key=key is not None or self.principal.role is Role.PLATFORM
         )
+        frame: pd.DataFrame | list[Any]
         if isinstance(inputs, pd.DataFrame):
             frame = inputs
             # only rules read the fields; a route without rules needs no per-row copy
             records = frame.to_dict(orient="records") if spec.rules else [{}] * len(frame)
-        else:
-            records = list(inputs)
-            frame = pd.DataFrame(records)
+        else:  # records stay records: _prepare_deployment makes a frame only if it needs one
+            frame = records = list(inputs)
         subjects = list(subject_ids) if subject_ids is not None else [None] * len(frame)
         if len(subjects) != len(frame):
             raise InvalidInput(
@@ -558,9 +577,15 @@ class PredictionsMixin(WorkspaceCore):
         jobs += [(rows, dep, "shadow", True) for dep, rows in shadows.items()]
         parts: list[tuple[list[int], PendingDecisions]] = []
         for rows, deployment, rule, shadow in jobs:
+            if len(rows) == len(frame):
+                part_rows = frame
+            elif isinstance(frame, pd.DataFrame):
+                part_rows = frame.iloc[rows]
+            else:
+                part_rows = [frame[i] for i in rows]
             part = self._prepare_deployment(
                 deployment,
-                frame if len(rows) == len(frame) else frame.iloc[rows],
+                part_rows,
                 subject_ids=[subjects[i] for i in rows],
                 explain=explain,
                 route=route,

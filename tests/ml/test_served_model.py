@@ -3,7 +3,10 @@ its explanation, the scores exactly LoadedModel's, the references prepared once.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -73,6 +76,39 @@ def test_scores_are_the_models_own_and_explanations_the_same(request, german, na
         [(r.feature, round(r.contribution, 9)) for r in row] for row in expected
     ]
     assert sum(map(bool, reasons)) > 20
+
+
+@pytest.mark.parametrize("name", ["forest", "logistic"])
+def test_records_score_and_explain_as_the_frame_they_make(request, german, name):
+    model = request.getfixturevalue(name)
+    served = ServedModel(model)
+    posted = german.drop(columns=["risk"]).iloc[:40]  # sex and age: not inputs, dropped
+    records = json.loads(posted.to_json(orient="records"))  # as a JSON body gives them
+    assert served.score_records(records[:1]) is None  # until a batch shows the encoding shared
+    served.score(model.validate(posted.iloc[:1]))
+    background, baseline = served.references(CUTOFF, lambda: german)
+    for batch in (records[:1], records[1:17], records[17:40]):
+        taken = served.score_records(batch)
+        assert taken is not None
+        values, scores, encoded = taken
+        rows = model.validate(pd.DataFrame(batch))
+        expected_scores, expected_encoded = served.score(rows)
+        assert np.array_equal(scores, expected_scores)  # bit for bit
+        assert np.array_equal(encoded, expected_encoded)
+        assert values == {c: rows[c].tolist() for c in rows.columns}
+        explainer = served.explainer
+        local = explainer.local(batch, background=background, encoded=encoded)
+        expected = explainer.local(rows, background=background, encoded=expected_encoded)
+        assert np.array_equal(local.values.to_numpy(), expected.values.to_numpy())
+        for explanation in (local, None):  # reasons with the explanation, and without it
+            got = explainer.reasons(batch, scores, baseline=baseline, cutoff=CUTOFF,
+                                    explanation=explanation, encoded=encoded)
+            want = explainer.reasons(rows, scores, baseline=baseline, cutoff=CUTOFF,
+                                     explanation=None if explanation is None else expected,
+                                     encoded=expected_encoded)
+            assert got == want
+    unseen = {**records[0], "purpose": "spaceship"}
+    assert served.score_records([unseen]) is None  # left to validate, which names the field
 
 
 def test_regression_scores_are_the_predictions(german, tmp_path):

@@ -29,6 +29,7 @@ from nexml_ext.ml.sklearn_compiled import (
     CompiledPipeline,
     NotCompilable,
     compile_pipeline,
+    conforming_records,
     conforming_rows,
     probe_rows,
     verify,
@@ -236,3 +237,57 @@ def test_anything_to_coerce_or_refuse_takes_the_full_check(german, tmp_path, cha
         assert str(raised.value) == str(error)
     else:
         assert change == {"duration": 12.5} and expected["duration"].dtype == float
+
+
+MIXED = pd.DataFrame({"n": [1, 2, 3], "x": [0.5, 1.5, -2.0], "flag": [True, False, True],
+                      "kind": ["a", "b", "a"]})
+
+
+@pytest.mark.parametrize("change, taken", [
+    ({}, True),
+    ({"extra": 5}, True),  # not in the schema: dropped, as from the frame
+    ({"x": float("inf")}, True),  # the frame's check takes it too (encoding declines it later)
+    ({"n": True}, False),
+    ({"n": 1.0}, False),
+    ({"n": 2**63}, False),
+    ({"n": "1"}, False),
+    ({"x": 1}, False),  # an int in a float column: the frame path coerces it
+    ({"x": float("nan")}, False),
+    ({"x": None}, False),
+    ({"flag": 1}, False),
+    ({"flag": "true"}, False),
+    ({"kind": "z"}, False),  # an unseen category
+    ({"kind": 1}, False),
+    ({"kind": None}, False),
+    ({"n": None}, False),
+])
+def test_records_are_taken_only_as_the_frame_they_make_would_be(change, taken):
+    schema = schema_of(MIXED)
+    records = MIXED.to_dict("records")
+    records[1] = {**records[1], **change}
+    got = conforming_records(records, schema)
+    frame = conforming_rows(pd.DataFrame(records), schema)
+    assert (got is not None) == taken
+    if taken:  # the frame check agrees, and the values are what its columns hold
+        assert frame is not None and list(got) == list(frame.columns)
+        for name, values in got.items():
+            expected = frame[name].tolist()
+            assert values == expected and list(map(type, values)) == list(map(type, expected))
+
+
+def test_records_missing_a_column_or_too_many_are_left_to_the_frame():
+    schema = schema_of(MIXED)
+    records = MIXED.to_dict("records")
+    assert conforming_records([{k: v for k, v in records[0].items() if k != "x"}], schema) is None
+    assert conforming_records(records * (MAX_ROWS // 3 + 1), schema) is None
+    assert conforming_records([], schema) is None
+    assert conforming_records([list(records[0].values())], schema) is None  # not mappings
+
+
+def test_encoding_columns_equals_encoding_the_frame(case):
+    _, model, _, X = case
+    compiled = model.compiled
+    rows = model.validate(X.iloc[:MAX_ROWS])
+    by_frame = compiled.encode(rows)
+    by_columns = compiled.encode_columns([rows[c].tolist() for c in compiled.columns], len(rows))
+    assert by_frame is not None and np.array_equal(by_frame, by_columns)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nexml_ext.errors import AuthenticationFailed
+from nexml_ext.ml.served_model import ServedModel
 
 
 @pytest.fixture
@@ -54,6 +57,38 @@ def test_rules_default_canary_and_shadow_are_recorded(routed):
     assert len(shadow) == 2 * (len(rows) - len(canaried))
     assert all(d.rule == "shadow" for d in shadow)
     assert s.cora.audit.verify().ok
+
+
+def test_records_are_decided_as_the_frame_of_them_is(routed, monkeypatch):
+    """A JSON body's records skip the DataFrame (ServedModel.score_records) on every group,
+    shadow included, and come to the same decisions as the frame of the same rows."""
+    s, key, rows = routed
+    subjects = [f"applicant-{i}" for i in range(len(rows))]
+    gateway = s.admin._as_platform()
+    by_frame = gateway.predict("loans", rows, subject_ids=subjects, key=key)
+    taken = []
+    score_records = ServedModel.score_records
+
+    def counted(self, records):
+        result = score_records(self, records)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(ServedModel, "score_records", counted)
+    records = json.loads(rows.to_json(orient="records"))
+    by_records = gateway.predict("loans", records, subject_ids=subjects, key=key)
+    assert len(taken) >= 3 and all(taken)  # main, big, challenger (canary and shadow)
+
+    def decided(d):
+        return (d.subject_id, d.deployment, d.rule, d.prediction, d.score, d.confidence,
+                d.inputs, d.reasons, d.explanation, d.shadow)
+
+    assert [decided(d) for d in by_records] == [decided(d) for d in by_frame]
+    shadows: dict[str, list[tuple]] = {}  # each shadowed subject: once per request
+    for d in s.cora.find_decisions(deployment="challenger", limit=1000):
+        if d.shadow:
+            shadows.setdefault(d.subject_id, []).append(decided(d))
+    assert shadows and all(len(v) == 2 and v[0] == v[1] for v in shadows.values())
 
 
 def test_route_key_guards_the_gateway(routed):
