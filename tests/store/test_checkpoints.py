@@ -36,6 +36,14 @@ def commit_rows(db: Database, n: int) -> None:
             conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": ROW})
 
 
+def in_file_soon(path, rows: int) -> int:
+    """Rows of t in the database file once it holds ``rows`` of them, or after 30 s."""
+    deadline = time.monotonic() + 30
+    while in_database_file(path) < rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return in_database_file(path)
+
+
 def checkpoint_threads(path) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"nexml-sqlite-checkpoint {path}"]
 
@@ -56,39 +64,33 @@ def test_commits_never_checkpoint_and_disposal_leaves_everything_in_the_file(
     assert checkpoint_threads(path) == []
 
 
-def test_the_checkpointer_copies_committed_pages_into_the_file(tmp_path, monkeypatch):
+@pytest.fixture
+def quick(tmp_path, monkeypatch):
+    """A file store whose checkpointer looks every 50 ms, and its path; disposed after."""
     monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
     path = tmp_path / "store.db"
     db = Database(f"sqlite:///{path}")
-    try:
-        commit_rows(db, 300)
-        deadline = time.monotonic() + 30
-        while in_database_file(path) < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert in_database_file(path) == 300  # copied while the engine's connections stay open
-        with db.engine.connect() as conn:  # and the data is whole through the engine
-            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 300
-    finally:
-        db.dispose()
+    yield db, path
+    db.dispose()
     assert checkpoint_threads(path) == []
 
 
-def test_a_disposed_engine_checkpoints_again_when_used_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
-    path = tmp_path / "store.db"
-    db = Database(f"sqlite:///{path}")
-    try:
-        commit_rows(db, 10)
-        db.dispose()  # SQLAlchemy reopens connections on use; the checkpointer restarts too
-        with db.engine.connect() as keep_open:  # so disposal's own checkpoint cannot do it
-            commit_rows(db, 20)
-            deadline = time.monotonic() + 30
-            while in_database_file(path) < 30 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert in_database_file(path) == 30
-            assert keep_open.execute(text("SELECT count(*) FROM t")).scalar() == 30
-    finally:
-        db.dispose()
+def test_the_checkpointer_copies_committed_pages_into_the_file(quick):
+    db, path = quick
+    commit_rows(db, 300)
+    assert in_file_soon(path, 300) == 300  # copied while the engine's connections stay open
+    with db.engine.connect() as conn:  # and the data is whole through the engine
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 300
+
+
+def test_a_disposed_engine_checkpoints_again_when_used_again(quick):
+    db, path = quick
+    commit_rows(db, 10)
+    db.dispose()  # SQLAlchemy reopens connections on use; the checkpointer restarts too
+    with db.engine.connect() as keep_open:  # so disposal's own checkpoint cannot do it
+        commit_rows(db, 20)
+        assert in_file_soon(path, 30) == 30
+        assert keep_open.execute(text("SELECT count(*) FROM t")).scalar() == 30
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
