@@ -550,17 +550,17 @@ class PredictionsMixin(WorkspaceCore):
         spec, state = self._route_for_request(  # type: ignore[attr-defined]
             route, key, check_key=key is not None or self.principal.role is Role.PLATFORM
         )
-        frame: pd.DataFrame | list[Any]
+        batch: pd.DataFrame | list[Any]  # the rows as given: a frame, or records
         if isinstance(inputs, pd.DataFrame):
-            frame = inputs
+            batch = inputs
             # only rules read the fields; a route without rules needs no per-row copy
-            records = frame.to_dict(orient="records") if spec.rules else [{}] * len(frame)
+            records = batch.to_dict(orient="records") if spec.rules else [{}] * len(batch)
         else:  # records stay records: _prepare_deployment makes a frame only if it needs one
-            frame = records = list(inputs)
-        subjects = list(subject_ids) if subject_ids is not None else [None] * len(frame)
-        if len(subjects) != len(frame):
+            batch = records = list(inputs)
+        subjects = list(subject_ids) if subject_ids is not None else [None] * len(batch)
+        if len(subjects) != len(batch):
             raise InvalidInput(
-                f"route {route}: {len(subjects)} subject ids for {len(frame)} input rows"
+                f"route {route}: {len(subjects)} subject ids for {len(batch)} input rows"
             )
         decisions = [
             spec.decide(row, subject) for row, subject in zip(records, subjects, strict=True)
@@ -577,12 +577,12 @@ class PredictionsMixin(WorkspaceCore):
         jobs += [(rows, dep, "shadow", True) for dep, rows in shadows.items()]
         parts: list[tuple[list[int], PendingDecisions]] = []
         for rows, deployment, rule, shadow in jobs:
-            if len(rows) == len(frame):
-                part_rows = frame
-            elif isinstance(frame, pd.DataFrame):
-                part_rows = frame.iloc[rows]
+            if len(rows) == len(batch):
+                part_rows = batch
+            elif isinstance(batch, pd.DataFrame):
+                part_rows = batch.iloc[rows]
             else:
-                part_rows = [frame[i] for i in rows]
+                part_rows = [batch[i] for i in rows]
             part = self._prepare_deployment(
                 deployment,
                 part_rows,
@@ -597,9 +597,9 @@ class PredictionsMixin(WorkspaceCore):
                 warm_only=warm_only,
             )
             parts.append(([] if shadow else rows, part))  # a shadow answers no row
-        if len(parts) == 1 and parts[0][0] == list(range(len(frame))):
+        if len(parts) == 1 and parts[0][0] == list(range(len(batch))):
             return parts[0][1]  # one group answering every row in order: the common case
-        combined = PendingDecisions([], [], [-1] * len(frame))
+        combined = PendingDecisions([], [], [-1] * len(batch))
         for rows, part in parts:
             for record_at, i in enumerate(rows):
                 combined.answer[i] = len(combined.records) + record_at  # type: ignore[index]
