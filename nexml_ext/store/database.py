@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -113,7 +114,7 @@ class _Checkpointer:
     """
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        self._path = str(Path(path).resolve())  # as the engine's connections open it now
         self._commits = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -139,18 +140,25 @@ class _Checkpointer:
     def _run(self, wake: threading.Event) -> None:
         done = 0
         connection = None
+        uri = "file:" + quote(Path(self._path).as_posix()) + "?mode=rw"
         try:
             while not wake.wait(CHECKPOINT_EVERY):
                 commits = self._commits
                 if commits == done:
                     continue
-                if connection is None:
-                    uri = "file:" + Path(self._path).resolve().as_posix() + "?mode=rw"
-                    connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                done = commits
-        except sqlite3.Error as exc:  # the file is gone, or unreadable: SQLite's own remains
-            _log.warning("SQLite checkpoints of %s stopped: %s", self._path, exc)
+                try:
+                    if connection is None:
+                        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                    # another process's checkpoint running is not an error: busy, retried
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    done = commits
+                except sqlite3.Error as exc:
+                    if not os.path.exists(self._path):  # the store is gone: nothing to do
+                        return
+                    _log.warning("SQLite checkpoint of %s failed (retried): %s", self._path, exc)
+                    if connection is not None:
+                        connection.close()
+                        connection = None
         finally:
             if connection is not None:
                 connection.close()

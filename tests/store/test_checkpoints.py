@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -19,7 +20,7 @@ ROW = "x" * 3000  # most of a page each: 1,200 commits fill the log well past 1,
 
 def in_database_file(path) -> int:
     """Rows of table t in the database file itself, not counting the write-ahead log."""
-    raw = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    raw = sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True)
     try:
         return raw.execute("SELECT count(*) FROM t").fetchone()[0]
     except sqlite3.DatabaseError:  # no such table (its creation is still in the log), or a
@@ -64,11 +65,11 @@ def test_commits_never_checkpoint_and_disposal_leaves_everything_in_the_file(
     assert checkpoint_threads(path) == []
 
 
-@pytest.fixture
-def quick(tmp_path, monkeypatch):
+@pytest.fixture(params=["store.db", "a #1 & 50%/store.db"])  # URI characters in the path
+def quick(request, tmp_path, monkeypatch):
     """A file store whose checkpointer looks every 50 ms, and its path; disposed after."""
     monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
-    path = tmp_path / "store.db"
+    path = tmp_path / request.param
     db = Database(f"sqlite:///{path}")
     yield db, path
     db.dispose()
