@@ -139,7 +139,8 @@ class PredictionsMixin(WorkspaceCore):
         model = served["model"]
         scorer = _served_model(model, served["artifact_sha256"])
         # A small clean batch of records is scored with no DataFrame (the gateway's requests);
-        # its rows are then the records, which the explainer reads with their encoding.
+        # its rows are then the records, which the explainer reads with their encoding. Binary
+        # models only: _outputs predicts other models' labels from a frame.
         fast = (
             scorer.score_records(inputs)
             if isinstance(inputs, list) and model.problem_type == "binary"
@@ -148,20 +149,16 @@ class PredictionsMixin(WorkspaceCore):
         rows: pd.DataFrame | list[dict[str, Any]]
         if fast is not None:
             values, scored, encoded = fast
-            rows, columns = inputs, list(values)
-            inputs_of = [
-                dict(zip(columns, row, strict=True))
-                for row in zip(*values.values(), strict=True)
-            ]
+            rows = inputs
         else:
             frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
             rows = model.validate(frame)  # InvalidInput naming every bad field: nothing recorded
             scored, encoded = scorer.score(rows)
-            columns = [str(c) for c in rows.columns]
-            inputs_of = [
-                {c: _plain(v) for c, v in zip(columns, row_values, strict=True)}
-                for row_values in zip(*(rows[c].tolist() for c in rows.columns), strict=True)
-            ]
+            values = {str(c): [_plain(v) for v in rows[c].tolist()] for c in rows.columns}
+        columns = list(values)  # each input column's values, in schema order
+        inputs_of = [
+            dict(zip(columns, row, strict=True)) for row in zip(*values.values(), strict=True)
+        ]
         scores = [float(v) for v in scored]
         binary = model.problem_type == "binary"
         outputs, reasons, explanations = self._outputs(
