@@ -1233,8 +1233,8 @@ def server(  # type: ignore[no-untyped-def]
     Several processes share one listening socket that this command binds itself, with
     TCP_NODELAY kept on every connection (uvicorn's --workers loses it, adding ~44 ms to every
     keep-alive request on Linux: uvicorn issue 3149). Each process opens its own store
-    connections; a process that dies is restarted. /metrics counts per process: a scrape shows
-    the process that answered it. X-Nexml-Process names the process on every response.
+    connections; a process that dies is restarted. /metrics sums the counts of every process,
+    whichever one answers the scrape. X-Nexml-Process names the process on every response.
     """
     from .api.server import plan_for, serve
 

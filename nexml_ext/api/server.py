@@ -14,9 +14,11 @@ replaced (with a back-off when it dies before serving; repeated failed starts st
 with an error), and SIGTERM or SIGINT stops every child gracefully (SIGKILL after a grace
 period).
 
-Prometheus ``/metrics`` is per process: a scrape sees the counters of whichever process answered
-it. Scrape each pod (or run one process) when exact totals matter; the audit trail, not the
-metrics, is the record of what was decided.
+Prometheus ``/metrics`` covers the whole gateway: the parent makes a fresh directory for the
+children's metric files (``PROMETHEUS_MULTIPROC_DIR``, set before they start, so prometheus_client
+in each keeps its values there), any child answers a scrape with the sums over all of them
+(api/metrics.py), the parent marks a dead child's live gauges gone, and removes the directory
+when it stops.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import logging.config
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,11 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from prometheus_client import multiprocess
 from uvicorn.config import LOGGING_CONFIG
 
 from ..config import Settings
 from ..deploy import sizes
 from ..errors import InvalidInput, NexmlError
+from .metrics import SHARED_DIR_ENV
 
 log = logging.getLogger("uvicorn.error")  # the stream operators already read
 
@@ -51,6 +57,8 @@ GRACEFUL_SECONDS = 20
 KILL_AFTER_SECONDS = GRACEFUL_SECONDS + 10
 #: A slot whose process dies this many times in a row before serving stops the server.
 MAX_FAILED_STARTS = 3
+#: Both spellings prometheus_client reads; the children get only the parent's own directory.
+_METRICS_ENV = (SHARED_DIR_ENV, SHARED_DIR_ENV.lower())
 
 
 @dataclass(frozen=True)
@@ -294,28 +302,32 @@ class Supervisor:
         self._spawn = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(count)]
         self._stopping: int | None = None
+        self._metrics_dir = ""  # made by run()
 
     def run(self) -> None:
         """Start the children and keep them running; returns after a clean stop. Raises
-        NexmlError when a child keeps dying before it serves (after stopping the rest)."""
-        previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        log.info("Started parent process [%d]", os.getpid())
-        try:
-            for slot in self._slots:
-                self._launch(slot)
-            while self._stopping is None:
-                multiprocessing.connection.wait(
-                    [slot.process.sentinel for slot in self._slots], timeout=0.5
-                )
+        NexmlError when a child keeps dying before it serves (after stopping the rest), or
+        when no directory for the children's metrics can be made."""
+        with _shared_metrics_dir() as self._metrics_dir:
+            previous = {
+                sig: signal.signal(sig, self._on_signal)
+                for sig in (signal.SIGTERM, signal.SIGINT)
+            }
+            log.info("Started parent process [%d]", os.getpid())
+            try:
                 for slot in self._slots:
-                    if self._stopping is None and not slot.process.is_alive():
-                        self._replace(slot)
-        finally:
-            self._stop_all()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                    self._launch(slot)
+                while self._stopping is None:
+                    multiprocessing.connection.wait(
+                        [slot.process.sentinel for slot in self._slots], timeout=0.5
+                    )
+                    for slot in self._slots:
+                        if self._stopping is None and not slot.process.is_alive():
+                            self._replace(slot)
+            finally:
+                self._stop_all()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         log.info("Stopping parent process [%d]", os.getpid())
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -333,6 +345,8 @@ class Supervisor:
         log.info("Started child process %d [%d]", slot.index, slot.process.pid)
 
     def _replace(self, slot: _Slot) -> None:
+        # Its live gauges leave the sums; its counters stay in them.
+        multiprocess.mark_process_dead(slot.process.pid, self._metrics_dir)
         code = slot.process.exitcode
         served = slot.started.is_set()
         slot.failed_starts = 0 if served else slot.failed_starts + 1
@@ -373,6 +387,30 @@ class Supervisor:
                 )
                 slot.process.kill()
                 slot.process.join()
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[str]:
+    """A fresh directory named in this process's environment (which children inherit when they
+    start) as the one their metrics are kept in; the environment is restored and the directory
+    removed afterwards."""
+    try:
+        path = tempfile.mkdtemp(prefix="nexml-metrics-")
+    except OSError as exc:
+        raise NexmlError(
+            f"cannot make a directory for the server's metrics in {tempfile.gettempdir()}: "
+            f"{exc.strerror or exc} (set TMPDIR to a writable directory)"
+        ) from None
+    before = {name: os.environ.pop(name, None) for name in _METRICS_ENV}
+    os.environ[SHARED_DIR_ENV] = path
+    try:
+        yield path
+    finally:
+        for name, value in before.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(process: Any) -> bool:

@@ -341,7 +341,7 @@ with a read-only root filesystem, are ready when `/readyz` answers (the store is
 and alive while `/healthz` answers. The HorizontalPodAutoscaler keeps {size.min_replicas} to
 {size.max_replicas} replicas at {size.cpu_target_percent}% average CPU; each requests
 {size.cpu_request} CPU and {size.memory_request} memory (limits {size.cpu_limit} and
-{size.memory_limit}). `/metrics` counts per process: scrape every pod.
+{size.memory_limit}). `/metrics` sums a pod's processes: scrape every pod.
 """
     return text
 

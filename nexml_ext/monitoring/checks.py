@@ -15,7 +15,7 @@ each time series. The four checks:
   not alerted on (small groups are noisy; the fairness review reads them).
 - ``health``: decisions in the window (``traffic_min``), latency p50/p95/mean
   (``latency_p95_ms_max``). Refused requests are never recorded (the gateway answers 4xx before
-  scoring), so error rates are the gateway's per-process ``/metrics``, not a stored series.
+  scoring), so error rates are the gateway's ``/metrics`` counters, not a stored series.
 
 Drift and health are judged only with at least ``min_rows`` decisions, performance with at least
 ``min_outcomes`` outcomes: fewer are measured and stored, never alerted on.

@@ -20,6 +20,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nexml_ext.api.server import PROCESS_HEADER, bind_listener, plan, url_of
 from nexml_ext.deploy import sizes
@@ -118,6 +119,72 @@ def test_the_listener_refuses_an_address_in_use():
 # --- a real two-process server -------------------------------------------------------------------
 
 
+PREDICT = "/v1/routes/{route}/predict"
+
+
+def _totals(text: str) -> tuple[float, float, float]:
+    """(predict requests answered 200, rows scored, requests refused 401) in a scrape."""
+    answered = rows = refused = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "nexml_http_requests_total" and labels["endpoint"] == PREDICT \
+                    and labels["status"] == "200":
+                answered += sample.value
+            elif sample.name == "nexml_predictions_total":
+                rows += sample.value
+            elif sample.name == "nexml_request_errors_total" and labels["status"] == "401":
+                refused += sample.value
+    return answered, rows, refused
+
+
+def _scrapes_agree(base: str, expected: tuple[float, float, float], pids: set[str]) -> set[str]:
+    """Scrape /metrics on fresh connections (any child may take each one) until both children
+    have answered; every scrape must show ``expected``, the whole gateway's totals. Waits first
+    (bounded) for the last counts: a child counts a request just after sending its answer."""
+    deadline = time.monotonic() + 30
+    while _totals(httpx.get(f"{base}/metrics", timeout=30).text) != expected:
+        assert time.monotonic() < deadline, httpx.get(f"{base}/metrics").text
+        time.sleep(0.1)
+    seen: set[str] = set()
+    lock = threading.Lock()
+    wrong: list[tuple] = []
+
+    def scrape() -> None:
+        for _ in range(5):
+            response = httpx.get(f"{base}/metrics", timeout=30)
+            with lock:
+                seen.add(response.headers[PROCESS_HEADER])
+                if _totals(response.text) != expected:
+                    wrong.append((response.headers[PROCESS_HEADER], _totals(response.text)))
+
+    for _ in range(10):
+        threads = [threading.Thread(target=scrape) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if seen >= pids:
+            break
+    assert not wrong, f"scrapes disagree with the gateway's totals {expected}: {wrong}"
+    assert seen >= pids, f"only {seen} answered the scrapes, not all of {pids}"
+    return seen
+
+
+def test_the_metrics_directory_is_fresh_named_for_children_and_removed(monkeypatch):
+    from nexml_ext.api.server import _shared_metrics_dir
+
+    monkeypatch.setenv("prometheus_multiproc_dir", "/somewhere/else")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with _shared_metrics_dir() as path:
+        assert os.path.isdir(path) and os.listdir(path) == []
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == path
+        assert "prometheus_multiproc_dir" not in os.environ  # never a directory of old runs
+    assert not os.path.exists(path)
+    assert os.environ.get("prometheus_multiproc_dir") == "/somewhere/else"  # noqa: SIM112
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
 def _wait_ready(client: httpx.Client, server: subprocess.Popen, log) -> None:
     deadline = time.monotonic() + 90
     while True:
@@ -146,18 +213,21 @@ def test_two_processes_both_serve_and_every_answer_is_recorded(
     env.update(NEXML_HOME=str(s.settings.home), NEXML_TOKEN=s.tokens["ada"],
                NEXML_DATABASE_URL=s.settings.database_url,
                NEXML_ARTIFACT_ROOT=str(s.settings.artifact_root))
+    scratch = tmp_path / "scratch"  # where the server makes its metrics directory
+    scratch.mkdir()
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "nexml_ext.cli", "server", "--port", str(port),
              "--processes", "2", "--concurrency", "32"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env={**env, "TMPDIR": str(scratch)}, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     answered: list[str] = []
     pids: set[str] = set()
     lock = threading.Lock()
     problems: list[str] = []
+    requests_ok = [0]
 
     def client_run(c: int, requests: int) -> None:
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -173,6 +243,7 @@ def test_two_processes_both_serve_and_every_answer_is_recorded(
                         return
                     pids.add(response.headers[PROCESS_HEADER])
                     answered.extend(p["request_id"] for p in response.json()["predictions"])
+                    requests_ok[0] += 1
 
     def load(round_: int, clients: int = 6, requests: int = 5) -> None:
         threads = [threading.Thread(target=client_run, args=(round_ * 100 + c, requests))
@@ -194,6 +265,10 @@ def test_two_processes_both_serve_and_every_answer_is_recorded(
             assert len(pids) == 2, f"one process answered everything: {pids}"
             children = {int(p) for p in pids}
             assert server.pid not in children
+            # /metrics is the whole gateway's, whichever child answers the scrape.
+            [shared] = scratch.glob("nexml-metrics-*")
+            assert any(shared.iterdir())  # the children's value files
+            _scrapes_agree(base, (requests_ok[0], len(answered), 0), set(pids))
 
             # A child that dies is replaced, and the gateway keeps answering.
             victim = min(children)
@@ -210,11 +285,14 @@ def test_two_processes_both_serve_and_every_answer_is_recorded(
             assert str(victim) not in pids
             assert len(pids) == 2, f"the replacement never answered: {pids}"
             assert client.post("/v1/routes/loans/predict", json={"inputs": rows}).status_code == 401
+            # The killed child's counts stay in the totals; its replacement adds to them.
+            _scrapes_agree(base, (requests_ok[0], len(answered), 1), set(pids))
     finally:
         server.terminate()
         status = server.wait(timeout=60)
     text = log.read_text()
     assert status == 0, text
+    assert list(scratch.glob("nexml-metrics-*")) == []  # gone with the server
     assert f"Uvicorn running on http://127.0.0.1:{port}" in text
     assert "2 processes, up to 32 concurrent connections each (size large)" in text
     assert f"[{victim}] was killed by SIGKILL; restarting it" in text

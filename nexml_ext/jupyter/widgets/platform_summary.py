@@ -8,8 +8,9 @@ audit chains (verified on open when they are small, else by the Verify button), 
 and users by role (superadmins).
 
 Deployment health counts recorded decisions only. A request the gateway refused (401, 422, 5xx)
-records nothing, so its errors are not stored: each gateway process counts them in its own
-``/metrics`` (Prometheus), per process and lost on restart. The page says so where it shows health.
+records nothing, so its errors are not stored: the gateway counts them in ``/metrics``
+(Prometheus, summed over its processes), which start again from zero when it restarts. The page
+says so where it shows health.
 
 Stable CSS classes (``add_class``) for browser tests:
 
@@ -45,8 +46,8 @@ VERIFY_ON_OPEN_LIMIT = 20_000
 DEFAULT_DAYS = 30
 ERRORS_NOTE = (
     "Counted from the recorded decisions. Refused or failed requests (401, 422, 5xx) record "
-    "nothing, so error counts are not stored: each gateway process reports its own in "
-    "/metrics (per process, reset when it restarts)."
+    "nothing, so error counts are not stored: the gateway reports them in /metrics "
+    "(reset when it restarts)."
 )
 
 
