@@ -58,6 +58,7 @@ def _run(name: str):  # type: ignore[no-untyped-def]
             dataset=p.get("dataset"),
             requested_by=ctx.submitted_by,
             job_id=ctx.id,
+            checkpoint=ctx.checkpoint,  # a cancel stops the run, not only what follows it
         )
         ctx.log(f"report {made.id} made: html sha256 {made.html_sha256}")
         if made.summary.get("validation_id") is not None:

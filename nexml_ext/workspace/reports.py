@@ -17,7 +17,7 @@ import calendar
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -80,6 +80,7 @@ class ReportsMixin(WorkspaceCore):
         timeout: int = DEFAULT_TIMEOUT,
         requested_by: str | None = None,
         job_id: int | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> views.Report:
         """Have the platform make a report and record it; returns the finished report.
 
@@ -91,7 +92,9 @@ class ReportsMixin(WorkspaceCore):
         report (``Validation.report_id``), which is what an approval then rests on.
         ``timeout`` limits each cell
         of the run, in seconds. ``requested_by`` is for the job runner, which runs as the
-        platform on a person's behalf.
+        platform on a person's behalf; so is ``checkpoint`` (the job's cancel check), called
+        about every second while the template runs: when it raises, the kernel is killed, the
+        report is recorded as failed with that reason, and the exception propagates.
         Raises PermissionDenied, InvalidInput, NotFound, ReportFailed (the template raised or
         ran out of time: the report is recorded as failed, with the error).
         """
@@ -154,7 +157,7 @@ class ReportsMixin(WorkspaceCore):
         try:
             html, notebook, summary, template_sha = self._run_report(
                 report_id, spec, params, period, title, requester, f"nxg_{report_id}_{secret}",
-                timeout,
+                timeout, checkpoint,
             )
             validation = _validation_of(summary, params) if params.get("dataset_ref") else None
             return self._report_done(
@@ -174,6 +177,7 @@ class ReportsMixin(WorkspaceCore):
         requester: str,
         grant: str,
         timeout: int,
+        checkpoint: Callable[[], None] | None = None,
     ) -> tuple[bytes, bytes, dict[str, Any], str]:
         import nbformat
 
@@ -192,7 +196,9 @@ class ReportsMixin(WorkspaceCore):
                 GRANT_VARIABLE: grant,
             }
         )
-        executed = execute.run_notebook(template, params, env, timeout=timeout)
+        executed = execute.run_notebook(
+            template, params, env, timeout=timeout, checkpoint=checkpoint
+        )
         summary = execute.summary_of(executed)
         heads = summary.get("chain_heads")
         if not isinstance(heads, dict) or not heads:

@@ -437,3 +437,44 @@ def test_drift_report_shows_the_workspaces_psi(reported):
     assert s.dana.reports(kind="drift") == []
     with pytest.raises(NotFound, match="deployment 'nowhere' not found"):
         s.cora.make_report("drift", deployment="nowhere", month=reported.since[:7])
+
+
+def test_cancelling_a_report_job_stops_its_template_mid_run(reported, tmp_path, monkeypatch):
+    """A cancel reaches a report job while papermill runs its template: the kernel is killed
+    mid-cell, the job ends cancelled, and the report is recorded as failed with who cancelled
+    it and nothing made (no HTML, no notebook, report.start then report.fail)."""
+    import threading
+
+    from nexml_ext.jobs import Worker
+    from nexml_ext.reports import execute, kinds
+    from tests.reports.test_stopping import gone, slow_template, wait_until
+
+    monkeypatch.setattr(execute, "CHECK_EVERY", 0.1)
+    marker = tmp_path / "pids"
+    template = slow_template(tmp_path)
+    book = nbformat.read(template, as_version=4)  # the compliance kind's parameter is model_ref
+    book.cells[0].source = f'model_ref = ""\nmarker = {str(marker)!r}'
+    nbformat.write(book, template)
+    monkeypatch.setitem(kinds.KINDS, "compliance",
+                        replace(kinds.KINDS["compliance"], notebook=str(template)))
+    s = reported.stack
+    job = s.cora.submit_job("report-compliance", {"ref": reported.ref})
+    worker = threading.Thread(target=Worker(s.admin).run_once)
+    worker.start()
+    try:
+        wait_until(marker.exists, "the template to run")
+        assert s.cora.job(job.id).status == "running"
+        s.cora.cancel_job(job.id)
+    finally:
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    done = s.cora.job(job.id)
+    assert done.status == "cancelled", done.error
+    kernel, child = map(int, marker.read_text().split())
+    wait_until(lambda: gone(kernel) and gone(child), "the kernel and its child to end")
+    [report] = [r for r in s.cora.reports(kind="compliance", limit=50) if r.job_id == job.id]
+    assert report.status == "failed" and "cancelled by cora" in report.error
+    assert report.html_sha256 is None and report.notebook_sha256 is None
+    assert not (tmp_path / "pids.finished").exists()
+    events = s.cora.audit.log(object=f"report:{report.id}")
+    assert [e.action for e in events] == ["report.start", "report.fail"]
