@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from ...errors import NexmlError, PermissionDenied
 from . import charts, markup
 from .drift import DriftView
-from .platform_summary import alerts_table, may, optional_api, section, when
+from .platform_summary import alerts_table, may, section, when
 
 #: Most recorded decisions the on-request drift check reads.
 DRIFT_ROWS = 5000
@@ -183,7 +183,7 @@ class MonitoringDashboard(widgets.VBox):
         self.ack_select = self.ack_note = self.ack_button = None
         self.ack_message = markup.Message()
         alert_children: list[widgets.Widget] = [self.alerts]
-        if optional_api(ws, "acknowledge_alert") is not None and _may_acknowledge(ws):
+        if may(ws, "alert.acknowledge"):
             self.ack_select = widgets.Dropdown(description="Alert", options=[])
             self.ack_note = widgets.Text(placeholder="Note: what you checked or did (required)",
                                          layout=widgets.Layout(width="50%"))
@@ -267,21 +267,16 @@ class MonitoringDashboard(widgets.VBox):
         )
 
     def _monitors(self, name: str) -> None:
-        list_monitors = optional_api(self.ws, "monitors")
-        read_results = optional_api(self.ws, "monitor_results")
         self.results = []
-        if list_monitors is None or read_results is None:
-            self._no_monitors("monitoring is not available in this installation yet")
-            return
         try:
-            enrolled = [m for m in list_monitors() if field(m, "deployment") == name]
+            enrolled = [m for m in self.ws.monitors() if field(m, "deployment") == name]
         except PermissionDenied as exc:
             self._no_monitors(str(exc))
             return
         if not enrolled:
             self._no_monitors(f"deployment {name} has no monitor (a manager enrols it)")
             return
-        self.results = list(read_results(name))
+        self.results = list(self.ws.monitor_results(name))
         self.monitors.value = markup.table(
             ["serving", "window", "checks", "enabled", "last window end", "open alerts",
              "thresholds"],
@@ -327,15 +322,11 @@ class MonitoringDashboard(widgets.VBox):
         self.monitor_charts.children = ()
 
     def _alerts(self, name: str | None) -> None:
-        read = optional_api(self.ws, "alerts")
-        if read is None:
-            self.alerts.value = "<i>no alerts: monitoring is not available here yet</i>"
-            return
         if name is None:
             self.alert_rows = []
         else:
             try:
-                self.alert_rows = _deployment_alerts(read, name)
+                self.alert_rows = _deployment_alerts(self.ws.alerts, name)
             except PermissionDenied as exc:
                 self.alerts.value = f"<i>{html.escape(str(exc))}</i>"
                 return
@@ -398,15 +389,6 @@ class _Nothing(Exception):
 def _deployment_alerts(read: Any, name: str) -> list[Any]:
     """Every alert of deployment ``name``, newest first (open, acknowledged and resolved)."""
     return list(read(status="all", deployment=name))
-
-
-def _may_acknowledge(ws: Any) -> bool:
-    from ...governance.roles import MATRIX
-
-    for action in ("alert.acknowledge", "monitor.acknowledge", "alert.ack"):
-        if action in MATRIX:
-            return may(ws, action)
-    return False
 
 
 def _time(value: Any) -> Any:

@@ -31,7 +31,7 @@ Stable CSS classes (``add_class``) for browser tests:
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,12 +77,6 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
     if not labels:
         return widgets.HTML()
     return charts.image(charts.barh(labels, values, title=title, xlabel=xlabel, colours=colours))
-
-
-def optional_api(ws: Any, name: str) -> Callable[..., Any] | None:
-    """A Workspace method another part of the platform may not provide yet (monitoring)."""
-    method = getattr(ws, name, None)
-    return method if callable(method) else None
 
 
 STATUS_ORDER = ("staging", "approved", "deployed", "rejected", "retired")
@@ -151,9 +145,8 @@ class PlatformSummaryDashboard(widgets.VBox):
             self.compliance_chart = widgets.Box()
             boxes.append(self._section("Compliance scores", "nexml-summary-compliance",
                                        self.compliance, self.compliance_chart))
-        if optional_api(ws, "alerts") is not None:
-            self.alerts = widgets.HTML()
-            boxes.append(self._section("Alerts", "nexml-summary-alerts", self.alerts))
+        self.alerts = widgets.HTML()  # says so when the role may not read alerts
+        boxes.append(self._section("Alerts", "nexml-summary-alerts", self.alerts))
         if may(ws, "audit.view"):
             self.events = widgets.HTML()
             boxes.append(self._section("Recent events", "nexml-summary-events", self.events))
