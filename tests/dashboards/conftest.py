@@ -82,35 +82,32 @@ def store_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class DashboardsServer:
-    """`python -m nexml_ext.cli dashboards` on a free loopback port, its output in a log file."""
+class ServerProcess:
+    """A server command listening on ``port`` (127.0.0.1), its output in a log file."""
 
-    def __init__(self, settings: Settings, log: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, port: int, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.port = port
         self.log = log
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://127.0.0.1:{port}"
         with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "nexml_ext.cli", "dashboards", "--port", str(self.port),
-                 "--no-browser", *args],
-                env=store_env(settings), stdout=out, stderr=subprocess.STDOUT,
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=out,
+                                            stderr=subprocess.STDOUT)
 
-    def wait_ready(self, seconds: float = 90) -> None:
+    def wait_until_answering(self, path: str, seconds: float,
+                             params: dict[str, str] | None = None) -> None:
+        """Until GET ``path`` answers 200; fails with the log if the process ends or time runs
+        out first."""
         deadline = time.monotonic() + seconds
         with httpx.Client(base_url=self.base, timeout=10) as client:
             while True:
                 assert self.process.poll() is None, self.log.read_text()
                 try:
-                    if client.get("/login").status_code == 200:
+                    if client.get(path, params=params).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
                 assert time.monotonic() < deadline, self.log.read_text()
                 time.sleep(0.3)
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=120, follow_redirects=False)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -120,6 +117,26 @@ class DashboardsServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
+
+
+class DashboardsServer(ServerProcess):
+    """`python -m nexml_ext.cli dashboards` on a free loopback port, its output in a log file."""
+
+    def __init__(self, settings: Settings, log: Path, *args: str) -> None:
+        port = free_port()
+        super().__init__(
+            port,
+            [sys.executable, "-m", "nexml_ext.cli", "dashboards", "--port", str(port),
+             "--no-browser", *args],
+            store_env(settings),
+            log,
+        )
+
+    def wait_ready(self, seconds: float = 90) -> None:
+        self.wait_until_answering("/login", seconds)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=120, follow_redirects=False)
 
 
 def xsrf_of(html_text: str) -> str:

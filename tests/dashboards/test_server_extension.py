@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,46 +16,26 @@ import httpx
 import pytest
 
 from tests.api.serving import free_port
-from tests.dashboards.conftest import ROOT, store_env
+from tests.dashboards.conftest import ROOT, ServerProcess, store_env
 
 SHIPPED = ROOT / "etc" / "jupyter" / "jupyter_server_config.d" / "nexml_ext.json"
 JUPYTER_TOKEN = "jupyter-test-token-0123456789"
 
 
-class JupyterServer:
+class JupyterServer(ServerProcess):
     def __init__(self, env: dict[str, str], log: Path, root: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        self.base = f"http://127.0.0.1:{self.port}"
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
-                 f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-                 f"--IdentityProvider.token={JUPYTER_TOKEN}"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
+        port = free_port()
+        super().__init__(
+            port,
+            [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
+             f"--port={port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+             f"--IdentityProvider.token={JUPYTER_TOKEN}"],
+            env,
+            log,
+        )
 
     def wait_ready(self, seconds: float = 120) -> None:
-        deadline = time.monotonic() + seconds
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            while True:
-                assert self.process.poll() is None, self.log.read_text()
-                try:
-                    if client.get("/api/status", params={"token": JUPYTER_TOKEN}).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, self.log.read_text()
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        self.wait_until_answering("/api/status", seconds, {"token": JUPYTER_TOKEN})
 
 
 @pytest.fixture(scope="module")
