@@ -27,6 +27,7 @@ from ..governance.audit import (
     scan_rows,
 )
 from . import tables as t
+from .database import sqlite_uri
 
 
 def lock_head(s: Session, chain: str) -> t.ChainHead:
@@ -402,8 +403,9 @@ def verify_chain(
         walk, _ = walk_range(s, model, where, None, None)
         return walk.result(chain, head)
     bounds = [size * i // processes for i in range(processes + 1)]
+    scan = _scan_request(s, model, where)
     workers = [
-        _Worker(url, model.__name__, where, None if i == 0 else bounds[i] + 1, bounds[i + 1])
+        _Worker(url, model.__name__, where, None if i == 0 else bounds[i] + 1, bounds[i + 1], scan)
         for i in range(processes - 1)
     ]
     try:
@@ -420,31 +422,74 @@ def verify_chain(
     return last.result(chain, head, before)
 
 
+def _scan_request(
+    s: Session, model: type[t.Event] | type[t.PredictionRecord], where: tuple[str, int] | None
+) -> dict[str, Any] | None:
+    """What a worker needs to scan its range of an SQLite chain without SQLAlchemy
+    (``chain_scan.scan``): the database file, the fast query and its plan, and the look-up
+    of the hash before a range; None for other backends or when there is no fast query."""
+    bind = s.get_bind()
+    database = bind.url.database
+    if bind.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    query = fast_query(model.__table__, "sqlite", where)
+    if query is None:
+        return None
+    table = model.__table__.name  # only the table's own names and an integer go into SQL
+    before = f"SELECT hash FROM {table} WHERE seq = ?"  # noqa: S608
+    if where is not None:
+        before += f' AND "{where[0]}" = {int(where[1])}'
+    plan = query.plan
+    return {
+        "uri": sqlite_uri(str(Path(database).resolve()), "ro"),
+        "sql": query.sql,
+        "lower": _LOWER,
+        "before": before,
+        "plan": [
+            plan.template.decode("latin-1"),
+            list(plan.float_slots),
+            [separator.decode("latin-1") for separator in plan.separators],
+        ],
+    }
+
+
 class _Worker:
-    """A range walked by ``python -m nexml_ext.store.chains`` in a process of its own.
+    """A range walked by ``python -m nexml_ext.store.chain_scan`` in a process of its own.
 
     A plain new interpreter, not multiprocessing: a forked child would share SQLite's lock
     state with this process, and multiprocessing's spawn re-imports the caller's main script.
-    The request (with the database URL) goes through stdin, never the command line.
+    The request (with the database URL) goes through stdin, never the command line. ``scan``
+    (SQLite) lets the worker scan its range before, and usually instead of, walking it with
+    SQLAlchemy (``chain_scan``); ``walked`` says which one answered ("scan" or "full").
     """
 
     def __init__(
-        self, url: str, model: str, where: tuple[str, int] | None, start: int | None, until: int
+        self,
+        url: str,
+        model: str,
+        where: tuple[str, int] | None,
+        start: int | None,
+        until: int,
+        scan: dict[str, Any] | None = None,
     ) -> None:
         root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "nexml_ext.store.chains"],
+            [sys.executable, "-m", "nexml_ext.store.chain_scan"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
         )
-        request = {"url": url, "model": model, "where": where, "start": start, "until": until}
+        request = {
+            "url": url, "model": model, "where": where, "start": start, "until": until,
+            "scan": scan,
+        }
         assert self._process.stdin is not None
         self._process.stdin.write(json.dumps(request).encode())
         self._process.stdin.close()
         self._process.stdin = None  # sent: communicate() only reads
+        self.walked: str | None = None
 
     def result(self) -> tuple[Walk, bool]:
         out, err = self._process.communicate()
@@ -452,6 +497,7 @@ class _Worker:
             lines = err.decode(errors="replace").strip().splitlines() or ["no message"]
             raise NexmlError(f"audit verification worker failed: {lines[-1]}")
         answer = json.loads(out)
+        self.walked = answer["walked"]
         walk = Walk(answer["expected"], answer["last"])
         walk.count = answer["count"]
         if answer["bad_seq"] is not None:
@@ -464,11 +510,12 @@ class _Worker:
             self._process.wait()
 
 
-def _walk_requested_range() -> None:
-    """The worker's side of :class:`_Worker`."""
+def walk_requested(request: dict[str, Any]) -> dict[str, Any]:
+    """A worker's range walked with SQLAlchemy, exactly as :func:`walk_range` walks one here
+    (``chain_scan`` calls it when its scan does not decide)."""
+    from .chain_scan import answer
     from .database import Database
 
-    request = json.loads(sys.stdin.read())
     db = Database(request["url"])
     try:
         with db.read() as s:
@@ -478,16 +525,4 @@ def _walk_requested_range() -> None:
             )
     finally:
         db.dispose()
-    answer = {
-        "expected": walk.expected,
-        "last": walk.last,
-        "count": walk.count,
-        "bad_seq": walk.bad_seq,
-        "problem": walk.problem,
-        "reached": reached,
-    }
-    sys.stdout.write(json.dumps(answer))
-
-
-if __name__ == "__main__":
-    _walk_requested_range()
+    return answer(walk, reached)

@@ -91,6 +91,12 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def sqlite_uri(path: str, mode: str) -> str:
+    """The ``file:`` URI of an SQLite database at ``path`` (percent-quoted: a ``#`` or ``?``
+    in it names no fragment or query), opened as ``mode`` says (ro, rw)."""
+    return "file:" + quote(Path(path).as_posix()) + f"?mode={mode}"
+
+
 #: SQLite: how often (seconds) the checkpointer copies newly committed pages from the
 #: write-ahead log into the database file.
 CHECKPOINT_EVERY = 0.5
@@ -140,7 +146,7 @@ class _Checkpointer:
     def _run(self, wake: threading.Event) -> None:
         done = 0
         connection = None
-        uri = "file:" + quote(Path(self._path).as_posix()) + "?mode=rw"
+        uri = sqlite_uri(self._path, "rw")
         try:
             while not wake.wait(CHECKPOINT_EVERY):
                 commits = self._commits

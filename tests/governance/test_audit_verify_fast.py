@@ -288,9 +288,27 @@ def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind):
     one_walk = _verdict(stack)
     monkeypatch.setattr(chains, "PARALLEL_FROM", 10)
     monkeypatch.setattr(chains, "PROCESSES", 3)  # three ranges, two of them in workers
+    workers = []
+
+    class Recorded(chains._Worker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            workers.append(self)
+
+    monkeypatch.setattr(chains, "_Worker", Recorded)
     split = _verdict(stack)
     assert split == one_walk
     assert split.ok is (kind == "none")
+    # On SQLite a worker scans its range without SQLAlchemy and answers from the scan when
+    # every record there is proven; a record it cannot prove sends the range to the full walk.
+    walked = [w.walked for w in workers if w.walked is not None]
+    assert walked, "no worker answered"
+    if db.backend != "sqlite":
+        assert set(walked) == {"full"}
+    elif kind in ("none", "edit-last-range", "delete-newest", "head"):
+        assert set(walked) == {"scan"}
+    elif kind == "edit-first-range":
+        assert walked[0] == "full"
 
 
 def test_a_value_of_the_wrong_storage_type_is_named_not_a_crash(chain):

@@ -1,0 +1,100 @@
+"""The worker process of a chain verified in ranges (``python -m nexml_ext.store.chain_scan``).
+
+Started by ``chains.verify_chain`` for every range but the last. On SQLite it first scans its
+range with nothing heavier than ``sqlite3`` and the chain format (``governance.audit``): the
+parent sends the fast query it built, the plan that assembles each row, and the database file.
+That starts in a twentieth of a second where importing SQLAlchemy, the tables and Alembic took
+more than half a second, while the parent had started walking its own range long before: the
+two ranges now end together. Whatever the scan cannot prove by itself (a row whose assembly
+does not hash, a value the query cannot spell, a file it cannot open) it does not judge: the
+whole range is then walked again as before (``chains.walk_requested``), which decides. On
+PostgreSQL that walk is the only one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from typing import Any
+
+from ..governance.audit import RowPlan, Walk, scan_rows
+
+_FETCH = 2_000
+
+
+class _Undecided(Exception):
+    """A row the fast assembly does not prove: the full walk decides the range."""
+
+
+def scan(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer for a range of an SQLite chain, or None when the full walk must decide."""
+    fast = request.get("scan")
+    if not fast:
+        return None
+    template, floats, separators = fast["plan"]
+    plan = RowPlan(
+        template.encode("latin-1"), tuple(floats), tuple(s.encode("latin-1") for s in separators)
+    )
+    start, until = request["start"], request["until"]
+    try:
+        # Read-only, never created; deferred BEGIN: the lookup and the scan share one snapshot.
+        connection = sqlite3.connect(fast["uri"], uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        connection.execute("BEGIN")
+        if start is None or start <= 1:
+            walk = Walk()
+        else:
+            found = connection.execute(fast["before"], (start - 1,)).fetchone()
+            walk = Walk(start, found[0] if found and found[0] else "(record missing)")
+        cursor = connection.execute(fast["sql"].replace(fast["lower"], _lower(start)))
+
+        def rows():  # type: ignore[no-untyped-def]
+            while batch := cursor.fetchmany(_FETCH):
+                yield from batch
+
+        scan_rows(rows(), plan, _undecided, walk, until)
+    except (_Undecided, sqlite3.Error):
+        return None
+    finally:
+        connection.close()
+    return answer(walk, walk.ok and walk.expected > until)
+
+
+def _lower(start: int | None) -> str:
+    return "" if start is None else f" AND seq >= {int(start)}"
+
+
+def _undecided(row_id: Any) -> None:
+    raise _Undecided(row_id)
+
+
+def answer(walk: Walk, reached: bool) -> dict[str, Any]:
+    """What a worker writes back: the walk as far as it verified."""
+    return {
+        "expected": walk.expected,
+        "last": walk.last,
+        "count": walk.count,
+        "bad_seq": walk.bad_seq,
+        "problem": walk.problem,
+        "reached": reached,
+    }
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    result = scan(request)
+    if result is None:
+        from .chains import walk_requested  # SQLAlchemy and the tables: only when needed
+
+        result = walk_requested(request)
+        result["walked"] = "full"
+    else:
+        result["walked"] = "scan"
+    sys.stdout.write(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
