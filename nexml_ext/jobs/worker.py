@@ -74,6 +74,7 @@ class Worker:
         self.echo = echo
         self._stop = threading.Event()
         self._in_job = False
+        self._interrupted = False  # a stop signal raised WorkerStopping inside the job
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class Worker:
         def handle(signum: int, _frame: Any) -> None:
             self._stop.set()
             if self._in_job:
+                self._interrupted = True
                 raise WorkerStopping(signal.Signals(signum).name)
 
         signal.signal(signal.SIGTERM, handle)
@@ -133,6 +135,7 @@ class Worker:
         error: str | None = None
         log: list[str] = []
         beat.start()
+        self._interrupted = False
         try:
             try:
                 self._in_job = True
@@ -150,11 +153,19 @@ class Worker:
             beat.stop()
             self.platform._release_job(claim, f"worker {self.id} stopped")
             raise
-        except NexmlError as exc:
-            status, error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the job's code ends it failed
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            log = traceback.format_exc().rstrip().splitlines()
+            if self._interrupted:
+                # The stop signal landed inside a call that turned it into another error (a
+                # PostgreSQL query abandoned mid-protocol makes its session's rollback fail):
+                # it is still a stop, not a failure of the job.
+                beat.stop()
+                self.platform._release_job(claim, f"worker {self.id} stopped")
+                raise WorkerStopping("stopped") from exc
+            if isinstance(exc, NexmlError):
+                status, error = "failed", str(exc)
+            else:
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+                log = traceback.format_exc().rstrip().splitlines()
         finally:
             beat.stop()
         job = None

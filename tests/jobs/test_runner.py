@@ -304,3 +304,40 @@ def test_worker_settings_are_checked(stack):
         Worker(stack.admin, poll_seconds=0)
     with pytest.raises(InvalidInput, match="stale_after must be a positive"):
         stack.admin.reap_jobs(stale_after=0)
+
+
+def _signal_turned_into_an_error(ctx: JobContext) -> dict:
+    """Job code in which the worker's stop signal lands inside a call that turns it into
+    another error, as a PostgreSQL query abandoned mid-protocol does to its session."""
+    import os
+    import signal
+
+    ctx.progress(0.5, "working")
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+    except BaseException as exc:
+        raise RuntimeError("could not roll back: another command is already in progress") \
+            from exc
+    return {}
+
+
+def test_a_stop_signal_turned_into_another_error_still_gives_the_job_back(stack):
+    import signal
+
+    from nexml_ext.jobs import WorkerStopping
+
+    register_kind("test-interrupted", _signal_turned_into_an_error, action="model.view")
+    queued = stack.dana.submit_job("test-interrupted", {})
+    worker = Worker(stack.admin)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker.install_signal_handlers()
+    try:
+        with pytest.raises(WorkerStopping):
+            worker.run_once()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    job = stack.dana.job(queued.id)
+    assert (job.status, job.attempts, job.worker) == ("queued", 0, None)
+    assert job.message == f"returned to the queue: worker {worker.id} stopped"
