@@ -403,10 +403,12 @@ def verify_chain(
         walk, _ = walk_range(s, model, where, None, None)
         return walk.result(chain, head)
     bounds = [size * i // processes for i in range(processes + 1)]
-    scan = _scan_request(s, model, where)
+    starts = [None if i == 0 else bounds[i] + 1 for i in range(processes - 1)]
     workers = [
-        _Worker(url, model.__name__, where, None if i == 0 else bounds[i] + 1, bounds[i + 1], scan)
-        for i in range(processes - 1)
+        _Worker(
+            url, model.__name__, where, start, bounds[i + 1], _scan_request(s, model, where, start)
+        )
+        for i, start in enumerate(starts)
     ]
     try:
         last, _ = walk_range(s, model, where, bounds[-2] + 1, None)
@@ -423,11 +425,15 @@ def verify_chain(
 
 
 def _scan_request(
-    s: Session, model: type[t.Event] | type[t.PredictionRecord], where: tuple[str, int] | None
+    s: Session,
+    model: type[t.Event] | type[t.PredictionRecord],
+    where: tuple[str, int] | None,
+    start: int | None,
 ) -> dict[str, Any] | None:
-    """What a worker needs to scan its range of an SQLite chain without SQLAlchemy
-    (``chain_scan.scan``): the database file, the fast query and its plan, and the look-up
-    of the hash before a range; None for other backends or when there is no fast query."""
+    """What a worker needs to scan its range (from seq ``start``) of an SQLite chain without
+    SQLAlchemy (``chain_scan.scan``): the database file, the range's fast query and its plan,
+    and the look-up of the hash before it; None for other backends or when there is no fast
+    query."""
     bind = s.get_bind()
     database = bind.url.database
     if bind.dialect.name != "sqlite" or not database or database == ":memory:":
@@ -442,8 +448,7 @@ def _scan_request(
     plan = query.plan
     return {
         "uri": sqlite_uri(str(Path(database).resolve()), "ro"),
-        "sql": query.sql,
-        "lower": _LOWER,
+        "sql": query.statement(start),
         "before": before,
         "plan": [
             plan.template.decode("latin-1"),
