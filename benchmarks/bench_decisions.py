@@ -11,7 +11,9 @@ head updated. Then, in the same run:
 
   verify  - ``ws.audit.verify()`` over the whole store (ours: records per second), against a
             plain SELECT of the same rows' columns through the DBAPI cursor (the peer: reading
-            without checking); best of 3 each.
+            without checking); best of 3 each. On SQLite also with the native chain scanner
+            turned off (``NEXML_NATIVE_SCAN=0``: the Python scans alone, as on a machine
+            where it was not compiled).
   find    - ``ws.find_decisions(subject_id=X)`` for random subjects by a compliance officer
             (ours: the query, each found record's chain link checked, the audited-read event
             committed), against the plain indexed SELECT of that subject's rows (the peer);
@@ -37,6 +39,7 @@ from sqlalchemy import create_engine, insert, text
 
 from nexml_ext.config import Settings
 from nexml_ext.governance.audit import GENESIS, canonical_json, record_hash
+from nexml_ext.store import chain_scan
 from nexml_ext.store import tables as t
 from nexml_ext.store.decision_log import chain_name
 from nexml_ext.workspace import Workspace
@@ -184,6 +187,20 @@ def _timed(fn, repeat: int) -> list[float]:
     return times
 
 
+def _python_scans_only(fn):
+    """``fn()`` with the native chain scanner off, here and in verification's workers."""
+    saved, env = chain_scan.native, os.environ.get("NEXML_NATIVE_SCAN")
+    chain_scan.native, os.environ["NEXML_NATIVE_SCAN"] = None, "0"
+    try:
+        return fn()
+    finally:
+        chain_scan.native = saved
+        if env is None:
+            del os.environ["NEXML_NATIVE_SCAN"]
+        else:
+            os.environ["NEXML_NATIVE_SCAN"] = env
+
+
 def _bench(settings: Settings, n: int, lookups: int, repeat: int) -> dict[str, float]:
     admin, _ = Workspace.init(settings, "bench")
     try:
@@ -200,6 +217,9 @@ def _bench(settings: Settings, n: int, lookups: int, repeat: int) -> dict[str, f
         records = sum(c.count for c in result.chains)
         assert _plain_read(admin._db, deployment_id) == n
         ours_verify = min(_timed(cora.audit.verify, repeat))
+        python_verify = None
+        if admin._db.backend == "sqlite" and chain_scan.native is not None:
+            python_verify = min(_timed(lambda: _python_scans_only(cora.audit.verify), repeat))
         peer_verify = min(_timed(lambda: _plain_read(admin._db, deployment_id), repeat))
         rng = random.Random(7)
         picked = [rng.choice(subjects) for _ in range(lookups)]
@@ -223,6 +243,7 @@ def _bench(settings: Settings, n: int, lookups: int, repeat: int) -> dict[str, f
         "verify_s": ours_verify,
         "verify_per_s": records / ours_verify,
         "read_s": peer_verify,
+        "python_per_s": records / python_verify if python_verify else None,
         "verify_ratio": ours_verify / peer_verify,
         "find_p50": 1000 * statistics.median(ours_find),
         "find_p95": 1000 * statistics.quantiles(ours_find, n=20)[-1],
@@ -284,13 +305,15 @@ def main() -> None:
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        "| backend | verify: records/s | verify: ours / plain read | find: p50 ms | "
-        "find: p95 ms | plain indexed SELECT: p50 / p95 ms | build s |"
+        "| backend | verify: records/s | verify, Python scans only: records/s | "
+        "verify: ours / plain read | find: p50 ms | find: p95 ms | "
+        "plain indexed SELECT: p50 / p95 ms | build s |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows:
+        python = f"{r['python_per_s']:,.0f}" if r["python_per_s"] else "n/a"
         print(
-            f"| {name} | {r['verify_per_s']:,.0f} | {r['verify_ratio']:.2f}x "
+            f"| {name} | {r['verify_per_s']:,.0f} | {python} | {r['verify_ratio']:.2f}x "
             f"({r['verify_s']:.2f} s / {r['read_s']:.2f} s) | {r['find_p50']:.1f} | "
             f"{r['find_p95']:.1f} | {r['peer_p50']:.2f} / {r['peer_p95']:.2f} | "
             f"{r['build_s']:.0f} |"

@@ -9,18 +9,70 @@ by itself (a row whose assembly
 does not hash, a value the query cannot spell, a file it cannot open) it does not judge: the
 whole range is then walked again as before (``chains.walk_requested``), which decides. On
 PostgreSQL that walk is the only one.
+
+Where the native scanner is built (``_chainscan``, compiled from ``_chainscan.c`` at install),
+``native_walk`` goes first, here and in the parent's own range (``chains.walk_range``): it reads
+the raw columns, assembles and hashes each record in C, and stops at the first row it does not
+prove or that does not follow; the Python scan above takes over from that row, so every verdict
+and message is still the Python paths' own. ``NEXML_NATIVE_SCAN=0`` turns it off (benchmarks
+compare both ways).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from typing import Any
 
 from ..governance.audit import RowPlan, Walk, scan_rows
 
+try:
+    from . import _chainscan as native
+except ImportError:  # not compiled (no C compiler at install): the Python scans only
+    native = None  # type: ignore[assignment]
+if os.environ.get("NEXML_NATIVE_SCAN") == "0":
+    native = None  # type: ignore[assignment]
+
 _FETCH = 2_000
+
+#: Where a range's lower bound (``AND seq >= n``) goes in a chain's scan queries.
+LOWER = "/*lower*/"
+
+
+def range_statement(sql: str, start: int | None) -> str:
+    """A chain's scan query (``sql`` with ``LOWER``) for the records from seq ``start`` on."""
+    return sql.replace(LOWER, "" if start is None else f" AND seq >= {int(start)}")
+
+
+def native_walk(
+    uri: str, query: dict[str, Any], walk: Walk, start: int | None, until: int
+) -> bool:
+    """Advance ``walk`` (a range's, from seq ``start``) with the native scanner as far as it
+    proves, up to record ``until``; True when that decided the walk (a link that does not
+    follow fails it), False when a Python scan must go on from ``walk.expected`` (the records
+    ran out, a row it did not prove, or it could not scan at all)."""
+    if native is None:
+        return False
+    try:
+        expected, last, count, stop = native.scan(
+            uri,
+            range_statement(query["sql"], start),
+            query["kinds"].encode("ascii"),
+            tuple(key.encode() for key in query["keys"]),
+            tuple(separator.encode() for separator in query["separators"]),
+            walk.expected,
+            walk.last,
+            until,
+        )
+    except native.ScanError:
+        return False
+    walk.expected, walk.last, walk.count = expected, last, walk.count + count
+    if stop is not None and stop[0] == "link":
+        walk.link(stop[1], stop[2])  # names the problem
+        return True
+    return stop is None and walk.expected > until
 
 
 class _Undecided(Exception):
@@ -49,7 +101,10 @@ def scan(request: dict[str, Any]) -> dict[str, Any] | None:
         else:
             found = connection.execute(fast["before"], (start - 1,)).fetchone()
             walk = Walk(start, found[0] if found and found[0] else "(record missing)")
-        cursor = connection.execute(fast["sql"])
+        if fast.get("native") and native_walk(fast["uri"], fast["native"], walk, start, until):
+            return answer(walk, walk.ok and walk.expected > until)
+        resume = walk.expected if walk.count else start
+        cursor = connection.execute(range_statement(fast["sql"], resume))
 
         def rows():  # type: ignore[no-untyped-def]
             while batch := cursor.fetchmany(_FETCH):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, select, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, func, select, text
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,8 @@ from ..governance.audit import (
     scan_rows,
 )
 from . import tables as t
+from . import chain_scan
+from .chain_scan import LOWER, native_walk, range_statement
 from .database import sqlite_uri
 
 
@@ -74,7 +76,6 @@ def chain_record(row: t.Event | t.PredictionRecord) -> dict[str, Any]:
 PARALLEL_FROM = 200_000
 PROCESSES: int | None = None
 _FETCH = 2_000
-_LOWER = "/*lower*/"
 
 
 def hashed_columns(table: Any) -> list[Any]:
@@ -94,6 +95,14 @@ def _kind(column: Any) -> str | None:
         (String, "text"),
     )
     return next((kind for cls, kind in kinds if isinstance(column.type, cls)), None)
+
+
+def _keys(columns: list[Any], kinds: list[str | None]) -> tuple[list[str], list[bytes]]:
+    """Each column's `{"name":` or `,"name":` in the canonical text, and the separators: the
+    keys that follow a JSON column (governance/audit.py: each must occur once)."""
+    keys = [("{" if i == 0 else ",") + json.dumps(c.name) + ":" for i, c in enumerate(columns)]
+    separators = [keys[i].encode() for i in range(1, len(keys)) if kinds[i - 1] == "json"]
+    return keys, separators
 
 
 def _sqlite_token(kind: str, c: str) -> str:
@@ -172,11 +181,11 @@ class FastQuery:
     that assembles each into its record's canonical bytes."""
 
     backend: str
-    sql: str  # with _LOWER where a range's "AND seq >= n" goes
+    sql: str  # with chain_scan.LOWER where a range's "AND seq >= n" goes
     plan: RowPlan
 
     def statement(self, start: int | None) -> str:
-        return self.sql.replace(_LOWER, "" if start is None else f" AND seq >= {int(start)}")
+        return range_statement(self.sql, start)
 
 
 def fast_query(
@@ -207,7 +216,7 @@ def fast_query(
     # stored prev_hash before it, as the record's hash is (a NULL prev_hash, which concat()
     # would drop, fails the link check before the digest is looked at).
     run: list[str] = ["prev_hash"] if digest else []
-    separators = []
+    keys, separators = _keys(columns, kinds)
 
     def flush() -> None:
         if run:
@@ -216,10 +225,7 @@ def fast_query(
             template.append("%b")
             run.clear()
 
-    for i, (column, kind) in enumerate(zip(columns, kinds, strict=True)):
-        key = ("{" if i == 0 else ",") + json.dumps(column.name) + ":"
-        if i > 0 and kinds[i - 1] == "json":
-            separators.append(key.encode())
+    for column, kind, key in zip(columns, kinds, keys, strict=True):
         name = f'"{column.name}"'
         run.append(_sql_text(key))
         if kind == "float" and digest:
@@ -236,12 +242,50 @@ def fast_query(
     if digest:
         assert backend == "postgresql" and len(slots) == 1
         separators = []
+    plan = RowPlan("".join(template).encode(), tuple(floats), tuple(separators), digest)
+    return FastQuery(backend, _select(table, slots, where), plan)
+
+
+def _select(table: Any, columns: list[str], where: tuple[str, int] | None) -> str:
+    """``SELECT id, seq, prev_hash, hash, *columns`` of a chain's rows in seq order, with
+    ``LOWER`` where a range's lower bound goes."""
     condition = "1 = 1" if where is None else f'"{where[0]}" = {int(where[1])}'
     # Only the table's own names and an integer go into this SQL.
-    sql = f"SELECT id, seq, prev_hash, hash, {', '.join(slots)} FROM {table.name} "  # noqa: S608
-    sql += f"WHERE {condition}{_LOWER} ORDER BY seq"
-    plan = RowPlan("".join(template).encode(), tuple(floats), tuple(separators), digest)
-    return FastQuery(backend, sql, plan)
+    sql = f"SELECT id, seq, prev_hash, hash, {', '.join(columns)} FROM {table.name} "  # noqa: S608
+    return sql + f"WHERE {condition}{LOWER} ORDER BY seq"
+
+
+#: The native scanner's letter for each kind of column (``_chainscan.c``).
+_NATIVE_KINDS = {"text": "t", "int": "i", "bool": "b", "float": "f", "time": "d", "json": "j"}
+
+
+def native_query(table: Any, where: tuple[str, int] | None) -> dict[str, Any] | None:
+    """What the native scanner needs to walk ``table``'s chain on SQLite (``chain_scan.
+    native_walk``): the raw hashed columns in key order, their kinds and keys, and the
+    separators; None when the scanner is not built or a column has a type it does not know."""
+    if chain_scan.native is None:
+        return None
+    columns = hashed_columns(table)
+    kinds = [_kind(c) for c in columns]
+    if None in kinds:
+        return None
+    keys, separators = _keys(columns, kinds)
+    return {
+        "sql": _select(table, [f'"{c.name}"' for c in columns], where),
+        "kinds": "".join(_NATIVE_KINDS[kind] for kind in kinds if kind is not None),
+        "keys": keys,
+        "separators": [separator.decode() for separator in separators],
+    }
+
+
+def _native_uri(s: Session) -> str | None:
+    """The read-only URI of the session's SQLite database file (None: not SQLite, or in
+    memory), which the native scanner opens with a connection of its own."""
+    bind = s.get_bind()
+    database = bind.url.database
+    if bind.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return sqlite_uri(str(Path(database).resolve()), "ro")
 
 
 def _concat(backend: str, parts: list[str]) -> str:
@@ -326,9 +370,25 @@ def walk_range(
         walk = Walk(start, s.scalar(before) or "(record missing)")
     if query is not None:
         fast = Walk(walk.expected, walk.last)
+        resume = start
+        uri = _native_uri(s)
+        scanner = native_query(model.__table__, where) if uri else None
+        if uri and scanner:
+            # Its own connection, whose snapshot may hold newer records: it stops at the
+            # last record this transaction sees (or ``until``); the rest is read here.
+            top = until
+            if top is None:
+                last_seq = select(func.max(model.seq))
+                if where is not None:
+                    last_seq = last_seq.where(model.__table__.c[where[0]] == where[1])
+                top = s.scalar(last_seq)
+            if top is not None and native_walk(uri, scanner, fast, start, top):
+                return fast, fast.ok and until is not None and fast.expected > until
+            if fast.count:
+                resume = fast.expected
         try:
             scan_rows(
-                chain_rows(s, query, start),
+                chain_rows(s, query, resume),
                 query.plan,
                 lambda row_id: exact_record(s, model, row_id),
                 fast,
@@ -404,10 +464,9 @@ def verify_chain(
         return walk.result(chain, head)
     bounds = [size * i // processes for i in range(processes + 1)]
     starts = [None if i == 0 else bounds[i] + 1 for i in range(processes - 1)]
+    scan = _scan_request(s, model, where)
     workers = [
-        _Worker(
-            url, model.__name__, where, start, bounds[i + 1], _scan_request(s, model, where, start)
-        )
+        _Worker(url, model.__name__, where, start, bounds[i + 1], scan)
         for i, start in enumerate(starts)
     ]
     try:
@@ -428,18 +487,14 @@ def _scan_request(
     s: Session,
     model: type[t.Event] | type[t.PredictionRecord],
     where: tuple[str, int] | None,
-    start: int | None,
 ) -> dict[str, Any] | None:
-    """What a worker needs to scan its range (from seq ``start``) of an SQLite chain without
-    SQLAlchemy (``chain_scan.scan``): the database file, the range's fast query and its plan,
-    and the look-up of the hash before it; None for other backends or when there is no fast
-    query."""
-    bind = s.get_bind()
-    database = bind.url.database
-    if bind.dialect.name != "sqlite" or not database or database == ":memory:":
-        return None
-    query = fast_query(model.__table__, "sqlite", where)
-    if query is None:
+    """What a worker needs to scan its range of an SQLite chain without SQLAlchemy
+    (``chain_scan.scan``): the database file, the fast query and its plan, the native
+    scanner's query (None where it is not built), and the look-up of the hash before the
+    range; None for other backends or when there is no fast query."""
+    uri = _native_uri(s)
+    query = fast_query(model.__table__, "sqlite", where) if uri else None
+    if uri is None or query is None:
         return None
     table = model.__table__.name  # only the table's own names and an integer go into SQL
     before = f"SELECT hash FROM {table} WHERE seq = ?"  # noqa: S608
@@ -447,8 +502,9 @@ def _scan_request(
         before += f' AND "{where[0]}" = {int(where[1])}'
     plan = query.plan
     return {
-        "uri": sqlite_uri(str(Path(database).resolve()), "ro"),
-        "sql": query.statement(start),
+        "uri": uri,
+        "sql": query.sql,
+        "native": native_query(model.__table__, where),
         "before": before,
         "plan": [
             plan.template.decode("latin-1"),

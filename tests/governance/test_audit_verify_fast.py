@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, insert, select, text, update
 
-from nexml_ext.governance.audit import Walk, canonical_json, scan_rows
-from nexml_ext.store import chains
+from nexml_ext.governance.audit import GENESIS, Walk, canonical_json, scan_rows
+from nexml_ext.store import chain_scan, chains
 from nexml_ext.store import tables as t
 from nexml_ext.store.database import Database, normalise_url
 from nexml_ext.store.decision_log import DecisionLog
@@ -77,6 +77,17 @@ def _scan(db, ids):
 
         walk = scan_rows(chains.chain_rows(s, query, None), query.plan, exact, Walk())
     return decided, walk
+
+
+def _natively_proven(db, ids):
+    """The seqs of the rows the native scanner proves, each scanned on its own (SQLite)."""
+    query = chains.native_query(P, ("deployment_id", ids[0]))
+    assert query is not None
+    with db.read() as s:
+        uri = chains._native_uri(s)
+        links = s.execute(select(P.c.seq, P.c.prev_hash).order_by(P.c.seq)).all()
+    return {seq for seq, prev in links
+            if chain_scan.native_walk(uri, query, Walk(seq, prev), seq, seq)}
 
 
 def _canonical_rows(db, ids):
@@ -154,6 +165,32 @@ def test_fast_assembly_equals_canonical_json_for_awkward_values(
                                                 b',"reasons":', b',"request_id":'))
     }
     assert set(decided) == suspicious
+    if db.backend == "sqlite":  # the native scanner assembles the same bytes from raw columns
+        with db.read() as s:
+            seq_of = dict(s.execute(select(P.c.id, P.c.seq)).all())
+        assert _natively_proven(db, ids) == {seq_of[i] for i in exact if i not in suspicious}
+
+
+def test_native_assembly_spells_every_escape_and_float_shape(log):
+    """Every control character (json.dumps's short escapes and its lowercase \\u00xx), quote,
+    backslash, DEL and non-ASCII text in the text columns, and floats of every shape repr()
+    gives (exponents both ways, subnormal, largest, integral): each record is proven by the
+    native scanner, whose bytes must therefore be json.dumps's to the byte."""
+    _, db, decision_log, ids, _ = log
+    if db.backend != "sqlite":
+        pytest.skip("the native scanner reads SQLite files")
+    awkward = "".join(chr(i) for i in range(1, 0x20)) + '"\\\x7f é e\u0301 😀 </script>'
+    floats = [0.1 + 0.2, 1e-7, 1e16, 1e22, 5e-324, 1.7976931348623157e308, 123456789.125,
+              -2.5, 0.0, 1.0, 2.0**53 + 2, None]
+    decision_log.submit([
+        _record(ids, subject_id=awkward[i:], caller=awkward[:i] or None, route="r\t",
+                confidence=value, latency_ms=floats[-1 - i], shadow=bool(i % 2))
+        for i, value in enumerate(floats)
+    ])
+    with db.read() as s:
+        seqs = set(s.scalars(select(P.c.seq)))
+    assert len(seqs) == len(floats)
+    assert _natively_proven(db, ids) == seqs
 
 
 def test_nan_and_infinity_in_json_verify_on_sqlite(log):
@@ -276,11 +313,17 @@ def _tamper(engine, kind, n):
             conn.execute(update(HEADS).where(HEADS.c.chain == CHAIN).values(hash="f" * 64))
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 @pytest.mark.parametrize("kind", ["none", "edit-first-range", "edit-last-range",
                                   "delete-at-boundary", "delete-newest",
                                   "delete-tail-of-first-range", "swap", "head"])
-def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind):
+def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, native):
     stack, db, decision_log, ids, engine = log
+    if not native:  # the Python scans alone, here and in the workers (no compiler at install)
+        if db.backend != "sqlite":
+            pytest.skip("the native scanner reads SQLite files only")
+        monkeypatch.setattr(chain_scan, "native", None)
+        monkeypatch.setenv("NEXML_NATIVE_SCAN", "0")
     n = 24
     decision_log.submit([_record(ids, subject_id=str(i)) for i in range(n)])
     _tamper(engine, kind, n)
@@ -331,3 +374,78 @@ def test_a_value_of_the_wrong_storage_type_is_named_not_a_crash(chain):
             conn.execute(text(f"UPDATE prediction_records SET {change} WHERE seq = {seq}"))
         bad = _verdict(stack)
         assert not bad.ok and bad.first_bad_seq == seq and "contents changed" in bad.problem
+
+
+# --- the native scanner: an accelerator in front of the Python paths (SQLite) ----------------
+
+def test_the_native_scanner_is_built():
+    """scripts/setup-test.sh installs with NEXML_REQUIRE_NATIVE=1; this fails if a build ever
+    dropped the scanner unnoticed (then every SQLite test below ran the Python paths only)."""
+    assert chain_scan.native is not None
+    assert chains.native_query(P, None) is not None
+
+
+@pytest.fixture
+def native_calls(monkeypatch):
+    """Each native scan of the decision chain in this process: (records proven, stop)."""
+    calls = []
+    real = chain_scan.native
+
+    class Counting:
+        ScanError = real.ScanError
+
+        @staticmethod
+        def scan(*args):
+            result = real.scan(*args)
+            if " FROM prediction_records " in args[1]:
+                calls.append((result[2], result[3]))
+            return result
+
+    monkeypatch.setattr(chain_scan, "native", Counting)
+    return calls
+
+
+def test_native_scan_proves_a_clean_chain_alone(log, native_calls):
+    stack, db, decision_log, ids, _ = log
+    if db.backend != "sqlite":
+        pytest.skip("the native scanner reads SQLite files")
+    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(7)])
+    assert _verdict(stack).ok
+    assert native_calls == [(7, None)]  # the whole chain, no Python scan after it
+
+
+def test_native_scan_stops_at_a_row_it_cannot_prove_and_python_decides_the_rest(
+    chain, native_calls
+):
+    """Row 2 holds equal JSON in another formatting: the scanner proves row 1 and stops; the
+    Python scan proves row 2 by the exact path and rows 3 to 6 by its own fast path."""
+    stack, db, engine, ids = chain
+    if db.backend != "sqlite":
+        pytest.skip("the native scanner reads SQLite files")
+    _set_raw(engine, 2, "inputs", '{ "purpose": "radio/TV", "credit_amount": 1169, '
+                                  '"city": "M\\u00fcnchen" }')
+    native_calls.clear()
+    verdict = _verdict(stack)
+    assert verdict.ok and verdict.count == 6
+    assert native_calls == [(1, ("row",))]
+
+
+def test_native_scan_names_a_broken_link_as_python_does(chain, native_calls):
+    stack, db, engine, _ = chain
+    if db.backend != "sqlite":
+        pytest.skip("the native scanner reads SQLite files")
+    with engine.begin() as conn:
+        conn.execute(delete(P).where(P.c.seq == 4))
+    native_calls.clear()
+    bad = _verdict(stack)
+    assert native_calls == [(3, ("link", 5, native_calls[0][1][2]))]
+    assert (bad.ok, bad.first_bad_seq, bad.count) == (False, 4, 3)
+    assert bad.problem == "record 4 is missing (deleted); found record 5 in its place"
+
+
+def test_native_scan_that_cannot_open_its_file_leaves_the_walk_to_python(tmp_path):
+    query = chains.native_query(P, None)
+    walk = Walk()
+    uri = f"file:{tmp_path / 'absent.db'}?mode=ro"
+    assert chain_scan.native_walk(uri, query, walk, None, 10) is False
+    assert (walk.expected, walk.last, walk.count, walk.ok) == (1, GENESIS, 0, True)
