@@ -16,6 +16,10 @@
  * NaN and the infinities as json.dumps spells them; times are SQLAlchemy's stored text
  * 'YYYY-MM-DD HH:MM:SS.ffffff' as "YYYY-MM-DDTHH:MM:SS.ffffffZ". tests/governance holds this
  * equal to canonical_json on generated records.
+ *
+ * It links the system SQLite, the library Python's own sqlite3 module loads on Debian, so one
+ * copy of SQLite serves both connections in a process (two copies would release each other's
+ * POSIX locks on close); chain_scan.py turns it off when the two report different versions.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -153,12 +157,14 @@ static int put_json(Buf *b, sqlite3_stmt *st, int col) {
 }
 
 /* How many times the separators occur in body (each `,"key":` starts with `,"` and no key
- * holds one, so occurrences never overlap). */
-static Py_ssize_t count_separators(const char *body, size_t n, PyObject *seps) {
+ * holds one, so occurrences never overlap). `first` marks the first letters of their keys:
+ * most `,"` in a record start some other key, and are passed over without a comparison. */
+static Py_ssize_t count_separators(const char *body, size_t n, PyObject *seps,
+                                   const unsigned char *first) {
     Py_ssize_t found = 0, count = PyTuple_GET_SIZE(seps);
     const char *p = body, *end = body + n;
     while ((p = memchr(p, ',', (size_t)(end - p))) != NULL) {
-        if (p + 1 < end && p[1] == '"') {
+        if (p + 2 < end && p[1] == '"' && first[(unsigned char)p[2]]) {
             for (Py_ssize_t i = 0; i < count; i++) {
                 PyObject *sep = PyTuple_GET_ITEM(seps, i);
                 Py_ssize_t len = PyBytes_GET_SIZE(sep);
@@ -227,6 +233,15 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     char last[256];
     size_t last_n = (size_t)last_len;
     memcpy(last, last_in, last_n);
+    unsigned char first[256] = {0};
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seps); i++) {
+        PyObject *sep = PyTuple_GET_ITEM(seps, i);
+        if (PyBytes_GET_SIZE(sep) < 3 || memcmp(PyBytes_AS_STRING(sep), ",\"", 2) != 0) {
+            PyErr_SetString(PyExc_ValueError, "a separator is `,\"key\":`");
+            return NULL;
+        }
+        first[(unsigned char)PyBytes_AS_STRING(sep)[2]] = 1;
+    }
 
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -237,10 +252,13 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     long long count = 0;
     int rc = SQLITE_DONE;
 
-    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+    /* NOMUTEX: this connection never leaves this call, so no API call on it need lock. */
+    int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(uri, &db, flags, NULL) != SQLITE_OK) {
         PyErr_Format(ScanError, "cannot open %s: %s", uri, db ? sqlite3_errmsg(db) : "no memory");
         goto done;
     }
+    sqlite3_busy_timeout(db, 5000); /* as Python's sqlite3 waits by default */
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         PyErr_Format(ScanError, "cannot prepare the scan: %s", sqlite3_errmsg(db));
         goto done;
@@ -312,7 +330,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 hexed[2 * i + 1] = hex[digest[i] & 15];
             }
             proven = memcmp(hexed, stored, 64) == 0 &&
-                     count_separators(body.data, body.len, seps) == PyTuple_GET_SIZE(seps);
+                     count_separators(body.data, body.len, seps, first) == PyTuple_GET_SIZE(seps);
         }
         if (!proven) {
             stop = Py_BuildValue("(s)", "row");
@@ -345,8 +363,13 @@ done:
     return result;
 }
 
+static PyObject *sqlite_version(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(sqlite3_libversion());
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, NULL},
+    {"sqlite_version", sqlite_version, METH_NOARGS, "The version of the SQLite it links."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -366,5 +389,11 @@ PyMODINIT_FUNC PyInit__chainscan(void) {
         return NULL;
     }
     Py_INCREF(ScanError);
+    /* chain_scan.py uses this module only when it says the interface it expects: a module
+     * compiled from an older checkout (an editable install not rebuilt) is left unused. */
+    if (PyModule_AddIntConstant(m, "INTERFACE", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

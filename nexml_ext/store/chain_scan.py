@@ -32,7 +32,11 @@ try:
     from . import _chainscan as native
 except ImportError:  # not compiled (no C compiler at install): the Python scans only
     native = None  # type: ignore[assignment]
-if os.environ.get("NEXML_NATIVE_SCAN") == "0":
+if (
+    os.environ.get("NEXML_NATIVE_SCAN") == "0"
+    or getattr(native, "INTERFACE", None) != 1  # compiled from another version of its source
+    or native.sqlite_version() != sqlite3.sqlite_version  # not the SQLite sqlite3 uses here
+):
     native = None  # type: ignore[assignment]
 
 _FETCH = 2_000
