@@ -26,8 +26,8 @@ from ..governance.audit import (
     record_hash,
     scan_rows,
 )
-from . import tables as t
 from . import chain_scan
+from . import tables as t
 from .chain_scan import LOWER, native_walk, range_statement
 from .database import sqlite_uri
 

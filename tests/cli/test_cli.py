@@ -62,8 +62,9 @@ class Nexml:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def env(self, token: str | None) -> dict[str, str]:
+    def env(self, token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXML_")}
+        env.update(extra or {})
         env["NEXML_HOME"] = str(self.settings.home)
         if not self.settings.is_sqlite:
             env["NEXML_DATABASE_URL"] = self.settings.database_url
@@ -72,11 +73,11 @@ class Nexml:
         return env
 
     def start(
-        self, *args: str, token: str | None = None
+        self, *args: str, token: str | None = None, env: dict[str, str] | None = None
     ) -> tuple[tuple[str, ...], subprocess.Popen]:
         process = subprocess.Popen(
             [sys.executable, "-m", "nexml_ext.cli", *args],
-            env=self.env(token),
+            env=self.env(token, env),
             cwd=self.settings.home.parent,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -91,8 +92,10 @@ class Nexml:
         out, err = process.communicate(timeout=600 if args[:1] == ("demo",) else 120)
         return Result(args, process.returncode, out, err)
 
-    def __call__(self, *args: str, token: str | None = None) -> Result:
-        return self.finish(self.start(*args, token=token))
+    def __call__(
+        self, *args: str, token: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        return self.finish(self.start(*args, token=token, env=env))
 
     def many(self, *calls: tuple[str, ...] | tuple[tuple[str, ...], str]) -> list[Result]:
         """Run independent commands at once: each call is ``args`` or ``(args, token)``."""
@@ -451,3 +454,18 @@ def test_demo_runs_the_lifecycle_then_serves_the_dashboards(settings, nexml):
         assert [a.feature for a in ws.alerts(deployment="credit") if a.metric == "psi"]
     finally:
         ws.close()
+
+
+def test_audit_verify_says_when_the_native_scanner_did_not_run(stack, nexml):
+    token = stack.tokens["cora"]
+    plain = nexml("audit", "verify", token=token).ok()
+    off = nexml("audit", "verify", token=token, env={"NEXML_NATIVE_SCAN": "0"}).ok()
+    assert plain.out == off.out  # the same verdict either way
+    if stack.settings.is_sqlite:
+        assert plain.err == ""
+        assert off.err.strip() == (
+            "note: the native chain scanner is off (NEXML_NATIVE_SCAN=0); verification used "
+            "the Python scans (same verdicts, slower)"
+        )
+    else:  # PostgreSQL hashes on the server: no scanner to miss
+        assert plain.err == off.err == ""
