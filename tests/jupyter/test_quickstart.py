@@ -88,7 +88,10 @@ def test_quickstart_runs_in_a_fresh_kernel(python3_kernel, tmp_path, monkeypatch
 
     assert "german-credit:1" in outputs("%nexml ingest")
     assert "german-credit-holdout:1" in outputs("%nexml split")
-    assert "RandomForest" in outputs("run = %nexml train")
+    # The families the 20 s budget reached depend on the machine's speed (the search skips
+    # the rest once a champion exists): the cell must show the run and its leaderboard.
+    trained = outputs("run = %nexml train")
+    assert "TrainingRun(backend='sklearn'" in trained and "<table" in trained
     assert outputs("%nexml leaderboard")
     registered = outputs("%nexml register")
     assert "credit-risk:1" in registered and "staging" in registered
