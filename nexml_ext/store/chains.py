@@ -193,8 +193,19 @@ def fast_query(
 ) -> FastQuery | None:
     """The fast query of ``table``'s rows (those whose column ``where[0]`` equals the integer
     ``where[1]``), or None when a hashed column has a type the fast path does not know (then
-    only the exact path verifies). The database concatenates each run of keys and tokens
-    between float columns into one slot; floats are left to Python.
+    only the exact path verifies); ``_assembly`` says how each row is assembled."""
+    built = _assembly(table, backend, digest)
+    if built is None:
+        return None
+    slots, plan = built
+    return FastQuery(backend, _select(table, slots, where), plan)
+
+
+def _assembly(table: Any, backend: str, digest: bool) -> tuple[list[str], RowPlan] | None:
+    """The SQL of the slots that assemble each row of ``table`` and the plan that joins
+    them into its record's canonical bytes, or None when a hashed column has a type the fast
+    path does not know. The database concatenates each run of keys and tokens between float
+    columns into one slot; floats are left to Python.
 
     ``digest`` (PostgreSQL only, for tables whose JSON columns the json type enforces: no
     separators to count): the slot is SHA-256 of prev_hash and the assembled bytes, computed
@@ -243,7 +254,7 @@ def fast_query(
         assert backend == "postgresql" and len(slots) == 1
         separators = []
     plan = RowPlan("".join(template).encode(), tuple(floats), tuple(separators), digest)
-    return FastQuery(backend, _select(table, slots, where), plan)
+    return slots, plan
 
 
 def _select(table: Any, columns: list[str], where: tuple[str, int] | None) -> str:
@@ -253,6 +264,84 @@ def _select(table: Any, columns: list[str], where: tuple[str, int] | None) -> st
     # Only the table's own names and an integer go into this SQL.
     sql = f"SELECT id, seq, prev_hash, hash, {', '.join(columns)} FROM {table.name} "  # noqa: S608
     return sql + f"WHERE {condition}{LOWER} ORDER BY seq"
+
+
+def proven_prefix_statement(
+    table: Any, where: tuple[str, int] | None, start: int | None, until: int | None,
+    expected: int,
+) -> str | None:
+    """PostgreSQL, for tables whose JSON columns the json type enforces: the query that has
+    the server judge a range (from seq ``start``, or the chain's first stored row, up to
+    ``until``) as ``scan_rows`` would, starting at record ``expected`` after the hash given
+    as the parameter ``last``. It answers one row, ``(n, hash, before, bad)``: the first row
+    that is not where it should be, does not point at its predecessor or whose digest is not
+    its hash (``bad``; ``before`` is the hash it should follow, so ``n - 1`` rows were
+    proven), else the range's last row (all ``n`` proven); no row when the range is empty.
+
+    Only that row crosses the connection: Python neither receives nor compares a million
+    digests, and the server, which hashed each record anyway, judges it where it was hashed.
+    A bad row is not a verdict: the Python scan decides from it on (the digest path fails
+    and the exact path decides a record whose JSON is stored in another formatting).
+    """
+    built = _assembly(table, "postgresql", digest=True)
+    if built is None:
+        return None
+    (digest,), _ = built
+    condition = "1 = 1" if where is None else f'"{where[0]}" = {int(where[1])}'
+    if until is not None:
+        condition += f" AND seq <= {int(until)}"
+    # row_number and lag need only the previous row: the window keeps no more in memory.
+    # Only the table's own names and integers go into this SQL; ``last`` is a parameter.
+    ranked = (
+        f"SELECT seq, prev_hash, hash, {digest} AS digest, row_number() OVER w AS n, "  # noqa: S608
+        f"lag(hash, 1, %(last)s::text) OVER w AS before FROM {table.name} "
+        f"WHERE {condition}{LOWER} WINDOW w AS (ORDER BY seq)"
+    )
+    judged = (
+        f"SELECT n, hash, before, seq IS DISTINCT FROM {int(expected)} + n - 1 "  # noqa: S608
+        "OR prev_hash IS DISTINCT FROM before "
+        f"OR pg_catalog.encode(digest, 'hex') IS DISTINCT FROM hash AS bad FROM ({ranked}) r"
+    )
+    # The first bad row, else the last: a top-1 sort, one pass over the range.
+    first_bad_else_last = "ORDER BY bad DESC, CASE WHEN bad THEN n ELSE -n END LIMIT 1"
+    sql = f"SELECT * FROM ({judged}) j {first_bad_else_last}"  # noqa: S608
+    return range_statement(sql, start)
+
+
+def server_walk(
+    s: Session,
+    table: Any,
+    where: tuple[str, int] | None,
+    walk: Walk,
+    start: int | None,
+    until: int | None,
+) -> bool:
+    """Advance ``walk`` (a range's, from seq ``start``, up to ``until`` or the last record
+    this transaction sees) as far as the PostgreSQL server proves it
+    (``proven_prefix_statement``). True when that decided the walk: every record of the range
+    proven; False when the Python scan must go on from ``walk.expected``."""
+    sql = proven_prefix_statement(table, where, start, until, walk.expected)
+    if sql is None:
+        return False
+    dbapi = s.connection().connection.dbapi_connection
+    assert dbapi is not None
+    _scan_settings(dbapi)
+    with dbapi.cursor() as cursor:
+        cursor.execute(sql, {"last": walk.last})
+        found = cursor.fetchone()
+    if found is None:  # no records: the Python scan names what that means
+        return False
+    n, hash_, before, bad = found
+    proven = n - 1 if bad else n
+    walk.expected, walk.count = walk.expected + proven, walk.count + proven
+    walk.last = before if bad else hash_
+    return not bad and (until is None or walk.expected > until)
+
+
+def _accelerated() -> bool:
+    """Whether verification may scan outside Python (the native scanner on SQLite, the
+    server's judgement on PostgreSQL); ``NEXML_NATIVE_SCAN=0`` says no, here and in workers."""
+    return os.environ.get("NEXML_NATIVE_SCAN") != "0"
 
 
 #: The native scanner's letter for each kind of column (``_chainscan.c``).
@@ -313,16 +402,7 @@ def chain_rows(s: Session, query: FastQuery, start: int | None) -> Iterator[tupl
     dbapi = s.connection().connection.dbapi_connection
     assert dbapi is not None
     if query.backend == "postgresql":  # a server-side cursor: a chain need not fit in memory
-        with dbapi.cursor() as setting:
-            # For this transaction (which the cursor needs: it is declared WITHOUT HOLD).
-            # Float tokens need float8out's shortest exact digits (_pg_float_token). A FETCH is
-            # gathered in memory up to work_mem before it is sent, and written to a temporary
-            # file beyond it (4 MB by default: 2,000 rows of 2 KB): a fifth of the server's
-            # time went there.
-            setting.execute(
-                "SELECT pg_catalog.set_config('extra_float_digits', '1', true), "
-                "pg_catalog.set_config('work_mem', '64MB', true)"
-            )
+        _scan_settings(dbapi)
         cursor = dbapi.cursor(name="nexml_chain_scan", binary=True)
         cursor.itersize = _FETCH
     else:
@@ -333,6 +413,19 @@ def chain_rows(s: Session, query: FastQuery, start: int | None) -> Iterator[tupl
             yield from rows
     finally:
         cursor.close()
+
+
+def _scan_settings(dbapi: Any) -> None:
+    """PostgreSQL settings for this transaction's chain scans (a server-side cursor needs the
+    transaction: it is declared WITHOUT HOLD). Float tokens need float8out's shortest exact
+    digits (_pg_float_token). A FETCH is gathered in memory up to work_mem before it is sent,
+    and written to a temporary file beyond it (4 MB by default: 2,000 rows of 2 KB): a fifth
+    of the server's time went there."""
+    with dbapi.cursor() as setting:
+        setting.execute(
+            "SELECT pg_catalog.set_config('extra_float_digits', '1', true), "
+            "pg_catalog.set_config('work_mem', '64MB', true)"
+        )
 
 
 def exact_record(s: Session, model: type[t.Event] | type[t.PredictionRecord], row_id: Any):
@@ -370,22 +463,9 @@ def walk_range(
         walk = Walk(start, s.scalar(before) or "(record missing)")
     if query is not None:
         fast = Walk(walk.expected, walk.last)
-        resume = start
-        uri = _native_uri(s)
-        scanner = native_query(model.__table__, where) if uri else None
-        if uri and scanner:
-            # Its own connection, whose snapshot may hold newer records: it stops at the
-            # last record this transaction sees (or ``until``); the rest is read here.
-            top = until
-            if top is None:
-                last_seq = select(func.max(model.seq))
-                if where is not None:
-                    last_seq = last_seq.where(model.__table__.c[where[0]] == where[1])
-                top = s.scalar(last_seq)
-            if top is not None and native_walk(uri, scanner, fast, start, top):
-                return fast, fast.ok and until is not None and fast.expected > until
-            if fast.count:
-                resume = fast.expected
+        if _accelerated() and _walk_ahead(s, model, where, fast, start, until, enforced):
+            return fast, fast.ok and until is not None and fast.expected > until
+        resume = fast.expected if fast.count else start
         try:
             scan_rows(
                 chain_rows(s, query, resume),
@@ -414,6 +494,34 @@ def walk_range(
                 break
             walk.step(row.hash)
     return walk, walk.ok and until is not None and walk.expected > until
+
+
+def _walk_ahead(
+    s: Session,
+    model: type[t.Event] | type[t.PredictionRecord],
+    where: tuple[str, int] | None,
+    walk: Walk,
+    start: int | None,
+    until: int | None,
+    enforced: bool,
+) -> bool:
+    """Advance ``walk`` outside Python as far as that proves: the server judges on
+    PostgreSQL, the native scanner on an SQLite file. True when that decided the walk."""
+    if enforced:
+        return server_walk(s, model.__table__, where, walk, start, until)
+    uri = _native_uri(s)
+    scanner = native_query(model.__table__, where) if uri else None
+    if uri is None or scanner is None:
+        return False
+    # Its own connection, whose snapshot may hold newer records: it stops at the last record
+    # this transaction sees (or ``until``); the rest is read here.
+    top = until
+    if top is None:
+        last_seq = select(func.max(model.seq))
+        if where is not None:
+            last_seq = last_seq.where(model.__table__.c[where[0]] == where[1])
+        top = s.scalar(last_seq)
+    return top is not None and native_walk(uri, scanner, walk, start, top)
 
 
 def _exact_ok(prev: str, record: dict[str, Any], hash_: str) -> bool:

@@ -90,6 +90,23 @@ def _natively_proven(db, ids):
             if chain_scan.native_walk(uri, query, Walk(seq, prev), seq, seq)}
 
 
+def _server_proven(db, ids):
+    """The seqs of the rows the PostgreSQL server's judgement proves, each judged alone."""
+    where = ("deployment_id", ids[0])
+    with db.read() as s:
+        links = s.execute(select(P.c.seq, P.c.prev_hash).order_by(P.c.seq)).all()
+        return {seq for seq, prev in links
+                if chains.server_walk(s, P, where, Walk(seq, prev), seq, seq)}
+
+
+def _digest_proven(db, ids):
+    """The seqs of the rows whose server-computed digest is their hash (PostgreSQL)."""
+    with db.read() as s:
+        query = chains.fast_query(P, db.backend, ("deployment_id", ids[0]), digest=True)
+        proven = query.plan.prover()
+        return {row[1] for row in chains.chain_rows(s, query, None) if proven(row)}
+
+
 def _canonical_rows(db, ids):
     """Per row: (fast assembly with exact float spelling, canonical JSON of the ORM record)."""
     with db.read() as s:
@@ -169,6 +186,15 @@ def test_fast_assembly_equals_canonical_json_for_awkward_values(
         with db.read() as s:
             seq_of = dict(s.execute(select(P.c.id, P.c.seq)).all())
         assert _natively_proven(db, ids) == {seq_of[i] for i in exact if i not in suspicious}
+    else:  # the server judges each row as the digest path does, and proves the clean chain
+        digested = _digest_proven(db, ids)
+        assert _server_proven(db, ids) == digested
+        with db.read() as s:
+            whole = Walk()
+            decided = chains.server_walk(s, P, ("deployment_id", ids[0]), whole, None, None)
+        # over the whole chain it proves up to the first row it does not prove
+        first_unproven = min(set(range(1, len(exact) + 1)) - digested, default=len(exact) + 1)
+        assert (decided, whole.count) == (first_unproven > len(exact), first_unproven - 1)
 
 
 def test_native_assembly_spells_every_escape_and_float_shape(log):
@@ -319,9 +345,8 @@ def _tamper(engine, kind, n):
                                   "delete-tail-of-first-range", "swap", "head"])
 def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, native):
     stack, db, decision_log, ids, engine = log
-    if not native:  # the Python scans alone, here and in the workers (no compiler at install)
-        if db.backend != "sqlite":
-            pytest.skip("the native scanner reads SQLite files only")
+    if not native:  # the Python scans alone, here and in the workers (no compiler at install;
+        # on PostgreSQL, the server no longer judges, it only hashes)
         monkeypatch.setattr(chain_scan, "native", None)
         monkeypatch.setenv("NEXML_NATIVE_SCAN", "0")
     n = 24
@@ -449,3 +474,93 @@ def test_native_scan_that_cannot_open_its_file_leaves_the_walk_to_python(tmp_pat
     uri = f"file:{tmp_path / 'absent.db'}?mode=ro"
     assert chain_scan.native_walk(uri, query, walk, None, 10) is False
     assert (walk.expected, walk.last, walk.count, walk.ok) == (1, GENESIS, 0, True)
+
+
+# --- the server's judgement: the same accelerator on PostgreSQL -----------------------------
+
+@pytest.fixture
+def server_calls(monkeypatch):
+    """Each server judgement of the decision chain in this process: (records proven, decided)."""
+    calls = []
+    real = chains.server_walk
+
+    def counting(s, table, where, walk, start, until):
+        before = walk.count
+        decided = real(s, table, where, walk, start, until)
+        if table is P:  # the decision chain's, not the event chain's
+            calls.append((walk.count - before, decided))
+        return decided
+
+    monkeypatch.setattr(chains, "server_walk", counting)
+    return calls
+
+
+def _postgresql_only(db):
+    if db.backend != "postgresql":
+        pytest.skip("the server judges on PostgreSQL")
+
+
+def test_server_judgement_proves_a_clean_chain_alone(log, server_calls, monkeypatch):
+    stack, db, decision_log, ids, _ = log
+    _postgresql_only(db)
+    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(7)])
+    python_rows = []
+    real_rows = chains.chain_rows
+    monkeypatch.setattr(chains, "chain_rows",
+                        lambda *a: (python_rows.append(r) or r for r in real_rows(*a)))
+    assert _verdict(stack).ok
+    assert server_calls == [(7, True)] and python_rows == []
+
+
+def test_server_judgement_stops_at_a_row_it_cannot_prove_and_python_decides_the_rest(
+    chain, server_calls
+):
+    """PostgreSQL's json type keeps row 2's text as written: its digest is not its hash, the
+    server proves row 1 and hands over, and the exact path proves row 2."""
+    stack, db, engine, _ = chain
+    _postgresql_only(db)
+    _set_raw(engine, 2, "inputs", '{ "purpose": "radio/TV", "credit_amount": 1169, '
+                                  '"city": "M\\u00fcnchen" }')
+    server_calls.clear()
+    verdict = _verdict(stack)
+    assert verdict.ok and verdict.count == 6
+    assert server_calls == [(1, False)]
+
+
+def _move_first_to_zero(engine):
+    with engine.begin() as conn:
+        conn.execute(update(P).where(P.c.seq == 1).values(seq=0))
+
+
+def _rewrite_prev_hash(engine):
+    with engine.begin() as conn:
+        conn.execute(update(P).where(P.c.seq == 4).values(prev_hash="f" * 64))
+
+
+def _rewrite_hash(engine):
+    with engine.begin() as conn:
+        conn.execute(update(P).where(P.c.seq == 3).values(hash="0" * 64))
+
+
+def _delete_fourth(engine):
+    with engine.begin() as conn:
+        conn.execute(delete(P).where(P.c.seq == 4))
+
+
+def _edit_fifth(engine):
+    with engine.begin() as conn:
+        conn.execute(update(P).where(P.c.seq == 5).values(confidence=0.5))
+
+
+@pytest.mark.parametrize("tamper", [_move_first_to_zero, _rewrite_prev_hash, _rewrite_hash,
+                                    _delete_fourth, _edit_fifth])
+def test_accelerated_verdicts_are_the_python_scans_verdicts(chain, monkeypatch, tamper):
+    """Whatever goes first (the server's judgement, the native scanner), the verdict, the
+    first bad record, the count and the message are the Python scans' own."""
+    stack, _, engine, _ = chain
+    tamper(engine)
+    accelerated = _verdict(stack)
+    monkeypatch.setattr(chain_scan, "native", None)
+    monkeypatch.setenv("NEXML_NATIVE_SCAN", "0")
+    assert _verdict(stack) == accelerated
+    assert not accelerated.ok
