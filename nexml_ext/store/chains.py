@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,17 +291,21 @@ def proven_prefix_statement(
     condition = "1 = 1" if where is None else f'"{where[0]}" = {int(where[1])}'
     if until is not None:
         condition += f" AND seq <= {int(until)}"
-    # row_number and lag need only the previous row: the window keeps no more in memory.
     # Only the table's own names and integers go into this SQL; ``last`` is a parameter.
+    # Each row is hashed and compared below the window (OFFSET 0 keeps the planner from
+    # moving the digest up into it), so the window's store holds the small rows, not 2 KB ones.
+    hashed = (
+        f"SELECT seq, prev_hash, hash, pg_catalog.encode({digest}, 'hex') = hash AS hashes "  # noqa: S608
+        f"FROM {table.name} WHERE {condition}{LOWER} ORDER BY seq OFFSET 0"
+    )
     ranked = (
-        f"SELECT seq, prev_hash, hash, {digest} AS digest, row_number() OVER w AS n, "  # noqa: S608
-        f"lag(hash, 1, %(last)s::text) OVER w AS before FROM {table.name} "
-        f"WHERE {condition}{LOWER} WINDOW w AS (ORDER BY seq)"
+        "SELECT seq, prev_hash, hash, hashes, row_number() OVER w AS n, "  # noqa: S608
+        f"lag(hash, 1, %(last)s::text) OVER w AS before FROM ({hashed}) h "
+        "WINDOW w AS (ORDER BY seq)"
     )
     judged = (
         f"SELECT n, hash, before, seq IS DISTINCT FROM {int(expected)} + n - 1 "  # noqa: S608
-        "OR prev_hash IS DISTINCT FROM before "
-        f"OR pg_catalog.encode(digest, 'hex') IS DISTINCT FROM hash AS bad FROM ({ranked}) r"
+        f"OR prev_hash IS DISTINCT FROM before OR hashes IS NOT TRUE AS bad FROM ({ranked}) r"
     )
     # The first bad row, else the last: a top-1 sort, one pass over the range.
     first_bad_else_last = "ORDER BY bad DESC, CASE WHEN bad THEN n ELSE -n END LIMIT 1"
@@ -559,11 +564,13 @@ def verify_chain(
 ) -> VerifyResult:
     """Verify one chain; long chains are split into consecutive ranges walked in parallel.
 
-    Worker processes walk all ranges but the last, which is walked here, in the caller's
-    transaction, so the head and the end of the chain (with anything stored beyond the head)
-    are read in one snapshot; the earlier ranges hold committed records only, which nothing
-    legitimate changes. The verdict is the one a single walk would give: the first failing
-    range names the first bad record, and a range whose records run out ends the chain there.
+    Workers walk all ranges but the last (processes on SQLite; on PostgreSQL threads, each
+    with a connection of its own, since the server does the work), which is walked here, in
+    the caller's transaction, so the head and the end of the chain (with anything stored
+    beyond the head) are read in one snapshot; the earlier ranges hold committed records
+    only, which nothing legitimate changes. The verdict is the one a single walk would give:
+    the first failing range names the first bad record, and a range whose records run out
+    ends the chain there.
     """
     size = head[0] if head is not None else 0
     processes = PROCESSES or min(4, len(os.sched_getaffinity(0)))
@@ -572,11 +579,18 @@ def verify_chain(
         return walk.result(chain, head)
     bounds = [size * i // processes for i in range(processes + 1)]
     starts = [None if i == 0 else bounds[i] + 1 for i in range(processes - 1)]
-    scan = _scan_request(s, model, where)
-    workers = [
-        _Worker(url, model.__name__, where, start, bounds[i + 1], scan)
-        for i, start in enumerate(starts)
-    ]
+    workers: list[_Worker | _Thread]
+    if s.get_bind().dialect.name == "postgresql":
+        workers = [
+            _Thread(s.get_bind(), model, where, start, bounds[i + 1])
+            for i, start in enumerate(starts)
+        ]
+    else:
+        scan = _scan_request(s, model, where)
+        workers = [
+            _Worker(url, model.__name__, where, start, bounds[i + 1], scan)
+            for i, start in enumerate(starts)
+        ]
     try:
         last, _ = walk_range(s, model, where, bounds[-2] + 1, None)
         walks = [worker.result() for worker in workers]
@@ -677,6 +691,58 @@ class _Worker:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+
+
+class _Thread:
+    """A range of a PostgreSQL chain walked by a thread of this process in a transaction of
+    its own: the server hashes and judges (``server_walk``), so the thread mostly waits on
+    its connection, and starting it costs neither a process nor an import of SQLAlchemy."""
+
+    def __init__(
+        self,
+        engine: Any,
+        model: type[t.Event] | type[t.PredictionRecord],
+        where: tuple[str, int] | None,
+        start: int | None,
+        until: int,
+    ) -> None:
+        self.walked: str | None = None
+        self._answer: tuple[Walk, bool] | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._dbapi: Any = None
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._run, args=(engine, model, where, start, until), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, engine: Any, model: Any, where: Any, start: int | None, until: int) -> None:
+        try:
+            with Session(engine) as s:
+                dbapi = s.connection().connection.dbapi_connection
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._dbapi = dbapi
+                self._answer = walk_range(s, model, where, start, until)
+                self.walked = "thread"
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            self._error = exc
+
+    def result(self) -> tuple[Walk, bool]:
+        self._thread.join()
+        if self._error is not None:
+            raise NexmlError(f"audit verification of a range failed: {self._error}")
+        assert self._answer is not None
+        return self._answer
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._thread.is_alive() and self._dbapi is not None:
+                self._dbapi.cancel()  # the running query, if any: the caller gave up
+        self._thread.join()
 
 
 def walk_requested(request: dict[str, Any]) -> dict[str, Any]:

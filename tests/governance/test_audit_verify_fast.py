@@ -363,16 +363,23 @@ def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, na
             super().__init__(*args, **kwargs)
             workers.append(self)
 
+    class RecordedThread(chains._Thread):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            workers.append(self)
+
     monkeypatch.setattr(chains, "_Worker", Recorded)
+    monkeypatch.setattr(chains, "_Thread", RecordedThread)
     split = _verdict(stack)
     assert split == one_walk
     assert split.ok is (kind == "none")
-    # On SQLite a worker scans its range without SQLAlchemy and answers from the scan when
-    # every record there is proven; a record it cannot prove sends the range to the full walk.
+    # On SQLite a worker process scans its range without SQLAlchemy and answers from the scan
+    # when every record there is proven; a record it cannot prove sends the range to the full
+    # walk. On PostgreSQL the ranges are walked by threads, each on its own connection.
     walked = [w.walked for w in workers if w.walked is not None]
     assert walked, "no worker answered"
     if db.backend != "sqlite":
-        assert set(walked) == {"full"}
+        assert set(walked) == {"thread"} and len(walked) == 2
     elif kind in ("none", "edit-last-range", "delete-newest", "head"):
         assert set(walked) == {"scan"}
     elif kind == "edit-first-range":
