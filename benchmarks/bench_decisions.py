@@ -11,10 +11,9 @@ head updated. Then, in the same run:
 
   verify  - ``ws.audit.verify()`` over the whole store (ours: records per second), against a
             plain SELECT of the same rows' columns through the DBAPI cursor (the peer: reading
-            without checking); best of 3 each. Also with the scans outside Python turned off
-            (``NEXML_NATIVE_SCAN=0``): on SQLite the native chain scanner (as on a machine
-            where it was not compiled), on PostgreSQL the server's judgement of each range
-            (the server still hashes; Python receives and compares every row's digest).
+            without checking); best of 3 each. On SQLite also with the native chain scanner
+            turned off (``NEXML_NATIVE_SCAN=0``: the Python scans alone, as on a machine
+            where it was not compiled).
   find    - ``ws.find_decisions(subject_id=X)`` for random subjects by a compliance officer
             (ours: the query, each found record's chain link checked, the audited-read event
             committed), against the plain indexed SELECT of that subject's rows (the peer);
@@ -189,8 +188,7 @@ def _timed(fn, repeat: int) -> list[float]:
 
 
 def _python_scans_only(fn):
-    """``fn()`` with the native chain scanner and the PostgreSQL server's judgement off, here
-    and in verification's workers: Python walks every row (the server still hashes)."""
+    """``fn()`` with the native chain scanner off, here and in verification's workers."""
     saved, env = chain_scan.native, os.environ.get("NEXML_NATIVE_SCAN")
     chain_scan.native, os.environ["NEXML_NATIVE_SCAN"] = None, "0"
     try:
@@ -220,7 +218,7 @@ def _bench(settings: Settings, n: int, lookups: int, repeat: int) -> dict[str, f
         assert _plain_read(admin._db, deployment_id) == n
         ours_verify = min(_timed(cora.audit.verify, repeat))
         python_verify = None
-        if admin._db.backend == "postgresql" or chain_scan.native is not None:
+        if admin._db.backend == "sqlite" and chain_scan.native is not None:
             python_verify = min(_timed(lambda: _python_scans_only(cora.audit.verify), repeat))
         peer_verify = min(_timed(lambda: _plain_read(admin._db, deployment_id), repeat))
         rng = random.Random(7)

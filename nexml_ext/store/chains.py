@@ -194,19 +194,8 @@ def fast_query(
 ) -> FastQuery | None:
     """The fast query of ``table``'s rows (those whose column ``where[0]`` equals the integer
     ``where[1]``), or None when a hashed column has a type the fast path does not know (then
-    only the exact path verifies); ``_assembly`` says how each row is assembled."""
-    built = _assembly(table, backend, digest)
-    if built is None:
-        return None
-    slots, plan = built
-    return FastQuery(backend, _select(table, slots, where), plan)
-
-
-def _assembly(table: Any, backend: str, digest: bool) -> tuple[list[str], RowPlan] | None:
-    """The SQL of the slots that assemble each row of ``table`` and the plan that joins
-    them into its record's canonical bytes, or None when a hashed column has a type the fast
-    path does not know. The database concatenates each run of keys and tokens between float
-    columns into one slot; floats are left to Python.
+    only the exact path verifies). The database concatenates each run of keys and tokens
+    between float columns into one slot; floats are left to Python.
 
     ``digest`` (PostgreSQL only, for tables whose JSON columns the json type enforces: no
     separators to count): the slot is SHA-256 of prev_hash and the assembled bytes, computed
@@ -255,7 +244,7 @@ def _assembly(table: Any, backend: str, digest: bool) -> tuple[list[str], RowPla
         assert backend == "postgresql" and len(slots) == 1
         separators = []
     plan = RowPlan("".join(template).encode(), tuple(floats), tuple(separators), digest)
-    return slots, plan
+    return FastQuery(backend, _select(table, slots, where), plan)
 
 
 def _select(table: Any, columns: list[str], where: tuple[str, int] | None) -> str:
@@ -265,88 +254,6 @@ def _select(table: Any, columns: list[str], where: tuple[str, int] | None) -> st
     # Only the table's own names and an integer go into this SQL.
     sql = f"SELECT id, seq, prev_hash, hash, {', '.join(columns)} FROM {table.name} "  # noqa: S608
     return sql + f"WHERE {condition}{LOWER} ORDER BY seq"
-
-
-def proven_prefix_statement(
-    table: Any, where: tuple[str, int] | None, start: int | None, until: int | None,
-    expected: int,
-) -> str | None:
-    """PostgreSQL, for tables whose JSON columns the json type enforces: the query that has
-    the server judge a range (from seq ``start``, or the chain's first stored row, up to
-    ``until``) as ``scan_rows`` would, starting at record ``expected`` after the hash given
-    as the parameter ``last``. It answers one row, ``(n, hash, before, bad)``: the first row
-    that is not where it should be, does not point at its predecessor or whose digest is not
-    its hash (``bad``; ``before`` is the hash it should follow, so ``n - 1`` rows were
-    proven), else the range's last row (all ``n`` proven); no row when the range is empty.
-
-    Only that row crosses the connection: Python neither receives nor compares a million
-    digests, and the server, which hashed each record anyway, judges it where it was hashed.
-    A bad row is not a verdict: the Python scan decides from it on (the digest path fails
-    and the exact path decides a record whose JSON is stored in another formatting).
-    """
-    built = _assembly(table, "postgresql", digest=True)
-    if built is None:
-        return None
-    (digest,), _ = built
-    condition = "1 = 1" if where is None else f'"{where[0]}" = {int(where[1])}'
-    if until is not None:
-        condition += f" AND seq <= {int(until)}"
-    # Only the table's own names and integers go into this SQL; ``last`` is a parameter.
-    # Each row is hashed and compared below the window (OFFSET 0 keeps the planner from
-    # moving the digest up into it), so the window's store holds the small rows, not 2 KB ones.
-    hashed = (
-        f"SELECT seq, prev_hash, hash, pg_catalog.encode({digest}, 'hex') = hash AS hashes "  # noqa: S608
-        f"FROM {table.name} WHERE {condition}{LOWER} ORDER BY seq OFFSET 0"
-    )
-    ranked = (
-        "SELECT seq, prev_hash, hash, hashes, row_number() OVER w AS n, "  # noqa: S608
-        f"lag(hash, 1, %(last)s::text) OVER w AS before FROM ({hashed}) h "
-        "WINDOW w AS (ORDER BY seq)"
-    )
-    judged = (
-        f"SELECT n, hash, before, seq IS DISTINCT FROM {int(expected)} + n - 1 "  # noqa: S608
-        f"OR prev_hash IS DISTINCT FROM before OR hashes IS NOT TRUE AS bad FROM ({ranked}) r"
-    )
-    # The first bad row, else the last: a top-1 sort, one pass over the range.
-    first_bad_else_last = "ORDER BY bad DESC, CASE WHEN bad THEN n ELSE -n END LIMIT 1"
-    sql = f"SELECT * FROM ({judged}) j {first_bad_else_last}"  # noqa: S608
-    return range_statement(sql, start)
-
-
-def server_walk(
-    s: Session,
-    table: Any,
-    where: tuple[str, int] | None,
-    walk: Walk,
-    start: int | None,
-    until: int | None,
-) -> bool:
-    """Advance ``walk`` (a range's, from seq ``start``, up to ``until`` or the last record
-    this transaction sees) as far as the PostgreSQL server proves it
-    (``proven_prefix_statement``). True when that decided the walk: every record of the range
-    proven; False when the Python scan must go on from ``walk.expected``."""
-    sql = proven_prefix_statement(table, where, start, until, walk.expected)
-    if sql is None:
-        return False
-    dbapi = s.connection().connection.dbapi_connection
-    assert dbapi is not None
-    _scan_settings(dbapi)
-    with dbapi.cursor() as cursor:
-        cursor.execute(sql, {"last": walk.last})
-        found = cursor.fetchone()
-    if found is None:  # no records: the Python scan names what that means
-        return False
-    n, hash_, before, bad = found
-    proven = n - 1 if bad else n
-    walk.expected, walk.count = walk.expected + proven, walk.count + proven
-    walk.last = before if bad else hash_
-    return not bad and (until is None or walk.expected > until)
-
-
-def _accelerated() -> bool:
-    """Whether verification may scan outside Python (the native scanner on SQLite, the
-    server's judgement on PostgreSQL); ``NEXML_NATIVE_SCAN=0`` says no, here and in workers."""
-    return os.environ.get("NEXML_NATIVE_SCAN") != "0"
 
 
 #: The native scanner's letter for each kind of column (``_chainscan.c``).
@@ -407,7 +314,16 @@ def chain_rows(s: Session, query: FastQuery, start: int | None) -> Iterator[tupl
     dbapi = s.connection().connection.dbapi_connection
     assert dbapi is not None
     if query.backend == "postgresql":  # a server-side cursor: a chain need not fit in memory
-        _scan_settings(dbapi)
+        with dbapi.cursor() as setting:
+            # For this transaction (which the cursor needs: it is declared WITHOUT HOLD).
+            # Float tokens need float8out's shortest exact digits (_pg_float_token). A FETCH is
+            # gathered in memory up to work_mem before it is sent, and written to a temporary
+            # file beyond it (4 MB by default: 2,000 rows of 2 KB): a fifth of the server's
+            # time went there.
+            setting.execute(
+                "SELECT pg_catalog.set_config('extra_float_digits', '1', true), "
+                "pg_catalog.set_config('work_mem', '64MB', true)"
+            )
         cursor = dbapi.cursor(name="nexml_chain_scan", binary=True)
         cursor.itersize = _FETCH
     else:
@@ -418,19 +334,6 @@ def chain_rows(s: Session, query: FastQuery, start: int | None) -> Iterator[tupl
             yield from rows
     finally:
         cursor.close()
-
-
-def _scan_settings(dbapi: Any) -> None:
-    """PostgreSQL settings for this transaction's chain scans (a server-side cursor needs the
-    transaction: it is declared WITHOUT HOLD). Float tokens need float8out's shortest exact
-    digits (_pg_float_token). A FETCH is gathered in memory up to work_mem before it is sent,
-    and written to a temporary file beyond it (4 MB by default: 2,000 rows of 2 KB): a fifth
-    of the server's time went there."""
-    with dbapi.cursor() as setting:
-        setting.execute(
-            "SELECT pg_catalog.set_config('extra_float_digits', '1', true), "
-            "pg_catalog.set_config('work_mem', '64MB', true)"
-        )
 
 
 def exact_record(s: Session, model: type[t.Event] | type[t.PredictionRecord], row_id: Any):
@@ -468,9 +371,22 @@ def walk_range(
         walk = Walk(start, s.scalar(before) or "(record missing)")
     if query is not None:
         fast = Walk(walk.expected, walk.last)
-        if _accelerated() and _walk_ahead(s, model, where, fast, start, until, enforced):
-            return fast, fast.ok and until is not None and fast.expected > until
-        resume = fast.expected if fast.count else start
+        resume = start
+        uri = _native_uri(s)
+        scanner = native_query(model.__table__, where) if uri else None
+        if uri and scanner:
+            # Its own connection, whose snapshot may hold newer records: it stops at the
+            # last record this transaction sees (or ``until``); the rest is read here.
+            top = until
+            if top is None:
+                last_seq = select(func.max(model.seq))
+                if where is not None:
+                    last_seq = last_seq.where(model.__table__.c[where[0]] == where[1])
+                top = s.scalar(last_seq)
+            if top is not None and native_walk(uri, scanner, fast, start, top):
+                return fast, fast.ok and until is not None and fast.expected > until
+            if fast.count:
+                resume = fast.expected
         try:
             scan_rows(
                 chain_rows(s, query, resume),
@@ -499,34 +415,6 @@ def walk_range(
                 break
             walk.step(row.hash)
     return walk, walk.ok and until is not None and walk.expected > until
-
-
-def _walk_ahead(
-    s: Session,
-    model: type[t.Event] | type[t.PredictionRecord],
-    where: tuple[str, int] | None,
-    walk: Walk,
-    start: int | None,
-    until: int | None,
-    enforced: bool,
-) -> bool:
-    """Advance ``walk`` outside Python as far as that proves: the server judges on
-    PostgreSQL, the native scanner on an SQLite file. True when that decided the walk."""
-    if enforced:
-        return server_walk(s, model.__table__, where, walk, start, until)
-    uri = _native_uri(s)
-    scanner = native_query(model.__table__, where) if uri else None
-    if uri is None or scanner is None:
-        return False
-    # Its own connection, whose snapshot may hold newer records: it stops at the last record
-    # this transaction sees (or ``until``); the rest is read here.
-    top = until
-    if top is None:
-        last_seq = select(func.max(model.seq))
-        if where is not None:
-            last_seq = last_seq.where(model.__table__.c[where[0]] == where[1])
-        top = s.scalar(last_seq)
-    return top is not None and native_walk(uri, scanner, walk, start, top)
 
 
 def _exact_ok(prev: str, record: dict[str, Any], hash_: str) -> bool:
@@ -564,13 +452,12 @@ def verify_chain(
 ) -> VerifyResult:
     """Verify one chain; long chains are split into consecutive ranges walked in parallel.
 
-    Workers walk all ranges but the last (processes on SQLite; on PostgreSQL threads, each
-    with a connection of its own, since the server does the work), which is walked here, in
-    the caller's transaction, so the head and the end of the chain (with anything stored
-    beyond the head) are read in one snapshot; the earlier ranges hold committed records
-    only, which nothing legitimate changes. The verdict is the one a single walk would give:
-    the first failing range names the first bad record, and a range whose records run out
-    ends the chain there.
+    Workers walk all ranges but the last (processes on SQLite; threads on PostgreSQL, whose
+    server does most of the work), which is walked here, in the caller's transaction, so the
+    head and the end of the chain (with anything stored beyond the head) are read in one
+    snapshot; the earlier ranges hold committed records only, which nothing legitimate
+    changes. The verdict is the one a single walk would give: the first failing range names
+    the first bad record, and a range whose records run out ends the chain there.
     """
     size = head[0] if head is not None else 0
     processes = PROCESSES or min(4, len(os.sched_getaffinity(0)))
@@ -694,9 +581,10 @@ class _Worker:
 
 
 class _Thread:
-    """A range of a PostgreSQL chain walked by a thread of this process in a transaction of
-    its own: the server hashes and judges (``server_walk``), so the thread mostly waits on
-    its connection, and starting it costs neither a process nor an import of SQLAlchemy."""
+    """A range of a PostgreSQL chain walked by a thread of this process, in a transaction on
+    a connection of its own. The server assembles and hashes each record; the thread mostly
+    waits on its connection (the GIL is released there), and starting it costs neither a
+    process nor an import of SQLAlchemy and the tables (0.6 s a worker process)."""
 
     def __init__(
         self,
@@ -719,7 +607,7 @@ class _Thread:
 
     def _run(self, engine: Any, model: Any, where: Any, start: int | None, until: int) -> None:
         try:
-            with Session(engine) as s:
+            with Session(engine) as s:  # rolled back when it closes: a read
                 dbapi = s.connection().connection.dbapi_connection
                 with self._lock:
                     if self._stopped:
@@ -741,7 +629,7 @@ class _Thread:
         with self._lock:
             self._stopped = True
             if self._thread.is_alive() and self._dbapi is not None:
-                self._dbapi.cancel()  # the running query, if any: the caller gave up
+                self._dbapi.cancel()  # its running query, if any: the caller gave up
         self._thread.join()
 
 

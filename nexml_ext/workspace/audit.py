@@ -45,8 +45,8 @@ class AuditTrail:
         """Recompute the event chain and each deployment's prediction chain.
 
         Records are hashed from their stored bytes where those are canonical (the fast path,
-        ``store.chains``), decoding only rows that need it; long chains are split across
-        processes. The verdict is the same as recomputing every record from its decoded
+        ``store.chains``), decoding only rows that need it; long chains are split into ranges
+        walked in parallel. The verdict is the same as recomputing every record from its decoded
         columns: the first bad record of each chain is named.
         """
         ws = self._ws

@@ -4,13 +4,16 @@ across processes."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
+from nexml_ext.errors import NexmlError
 from nexml_ext.governance.audit import GENESIS, Walk, canonical_json, scan_rows
 from nexml_ext.store import chain_scan, chains
 from nexml_ext.store import tables as t
@@ -88,23 +91,6 @@ def _natively_proven(db, ids):
         links = s.execute(select(P.c.seq, P.c.prev_hash).order_by(P.c.seq)).all()
     return {seq for seq, prev in links
             if chain_scan.native_walk(uri, query, Walk(seq, prev), seq, seq)}
-
-
-def _server_proven(db, ids):
-    """The seqs of the rows the PostgreSQL server's judgement proves, each judged alone."""
-    where = ("deployment_id", ids[0])
-    with db.read() as s:
-        links = s.execute(select(P.c.seq, P.c.prev_hash).order_by(P.c.seq)).all()
-        return {seq for seq, prev in links
-                if chains.server_walk(s, P, where, Walk(seq, prev), seq, seq)}
-
-
-def _digest_proven(db, ids):
-    """The seqs of the rows whose server-computed digest is their hash (PostgreSQL)."""
-    with db.read() as s:
-        query = chains.fast_query(P, db.backend, ("deployment_id", ids[0]), digest=True)
-        proven = query.plan.prover()
-        return {row[1] for row in chains.chain_rows(s, query, None) if proven(row)}
 
 
 def _canonical_rows(db, ids):
@@ -186,15 +172,6 @@ def test_fast_assembly_equals_canonical_json_for_awkward_values(
         with db.read() as s:
             seq_of = dict(s.execute(select(P.c.id, P.c.seq)).all())
         assert _natively_proven(db, ids) == {seq_of[i] for i in exact if i not in suspicious}
-    else:  # the server judges each row as the digest path does, and proves the clean chain
-        digested = _digest_proven(db, ids)
-        assert _server_proven(db, ids) == digested
-        with db.read() as s:
-            whole = Walk()
-            decided = chains.server_walk(s, P, ("deployment_id", ids[0]), whole, None, None)
-        # over the whole chain it proves up to the first row it does not prove
-        first_unproven = min(set(range(1, len(exact) + 1)) - digested, default=len(exact) + 1)
-        assert (decided, whole.count) == (first_unproven > len(exact), first_unproven - 1)
 
 
 def test_native_assembly_spells_every_escape_and_float_shape(log):
@@ -345,8 +322,9 @@ def _tamper(engine, kind, n):
                                   "delete-tail-of-first-range", "swap", "head"])
 def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, native):
     stack, db, decision_log, ids, engine = log
-    if not native:  # the Python scans alone, here and in the workers (no compiler at install;
-        # on PostgreSQL, the server no longer judges, it only hashes)
+    if not native:  # the Python scans alone, here and in the workers (no compiler at install)
+        if db.backend != "sqlite":
+            pytest.skip("the native scanner reads SQLite files only")
         monkeypatch.setattr(chain_scan, "native", None)
         monkeypatch.setenv("NEXML_NATIVE_SCAN", "0")
     n = 24
@@ -375,15 +353,36 @@ def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, na
     assert split.ok is (kind == "none")
     # On SQLite a worker process scans its range without SQLAlchemy and answers from the scan
     # when every record there is proven; a record it cannot prove sends the range to the full
-    # walk. On PostgreSQL the ranges are walked by threads, each on its own connection.
+    # walk. On PostgreSQL threads walk the ranges, each on a connection of its own.
     walked = [w.walked for w in workers if w.walked is not None]
     assert walked, "no worker answered"
     if db.backend != "sqlite":
-        assert set(walked) == {"thread"} and len(walked) == 2
+        assert walked == ["thread", "thread"]
     elif kind in ("none", "edit-last-range", "delete-newest", "head"):
         assert set(walked) == {"scan"}
     elif kind == "edit-first-range":
         assert walked[0] == "full"
+
+
+def test_a_range_that_fails_in_its_thread_is_an_error_not_a_verdict(log, monkeypatch):
+    """PostgreSQL: a range whose thread loses its connection makes verify raise, naming the
+    failure, rather than report the chain as verified (or as broken) without that range."""
+    stack, db, decision_log, ids, _ = log
+    if db.backend != "postgresql":
+        pytest.skip("threads walk the ranges on PostgreSQL")
+    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(24)])
+    monkeypatch.setattr(chains, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(chains, "PROCESSES", 3)
+    real = chains.walk_range
+
+    def walk_range(s, model, where, start, until):
+        if threading.current_thread() is not threading.main_thread():
+            raise OperationalError("FETCH", {}, Exception("server closed the connection"))
+        return real(s, model, where, start, until)
+
+    monkeypatch.setattr(chains, "walk_range", walk_range)
+    with pytest.raises(NexmlError, match="audit verification of a range failed: .*server closed"):
+        stack.cora.audit.verify()
 
 
 def test_a_value_of_the_wrong_storage_type_is_named_not_a_crash(chain):
@@ -483,57 +482,6 @@ def test_native_scan_that_cannot_open_its_file_leaves_the_walk_to_python(tmp_pat
     assert (walk.expected, walk.last, walk.count, walk.ok) == (1, GENESIS, 0, True)
 
 
-# --- the server's judgement: the same accelerator on PostgreSQL -----------------------------
-
-@pytest.fixture
-def server_calls(monkeypatch):
-    """Each server judgement of the decision chain in this process: (records proven, decided)."""
-    calls = []
-    real = chains.server_walk
-
-    def counting(s, table, where, walk, start, until):
-        before = walk.count
-        decided = real(s, table, where, walk, start, until)
-        if table is P:  # the decision chain's, not the event chain's
-            calls.append((walk.count - before, decided))
-        return decided
-
-    monkeypatch.setattr(chains, "server_walk", counting)
-    return calls
-
-
-def _postgresql_only(db):
-    if db.backend != "postgresql":
-        pytest.skip("the server judges on PostgreSQL")
-
-
-def test_server_judgement_proves_a_clean_chain_alone(log, server_calls, monkeypatch):
-    stack, db, decision_log, ids, _ = log
-    _postgresql_only(db)
-    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(7)])
-    python_rows = []
-    real_rows = chains.chain_rows
-    monkeypatch.setattr(chains, "chain_rows",
-                        lambda *a: (python_rows.append(r) or r for r in real_rows(*a)))
-    assert _verdict(stack).ok
-    assert server_calls == [(7, True)] and python_rows == []
-
-
-def test_server_judgement_stops_at_a_row_it_cannot_prove_and_python_decides_the_rest(
-    chain, server_calls
-):
-    """PostgreSQL's json type keeps row 2's text as written: its digest is not its hash, the
-    server proves row 1 and hands over, and the exact path proves row 2."""
-    stack, db, engine, _ = chain
-    _postgresql_only(db)
-    _set_raw(engine, 2, "inputs", '{ "purpose": "radio/TV", "credit_amount": 1169, '
-                                  '"city": "M\\u00fcnchen" }')
-    server_calls.clear()
-    verdict = _verdict(stack)
-    assert verdict.ok and verdict.count == 6
-    assert server_calls == [(1, False)]
-
-
 def _move_first_to_zero(engine):
     with engine.begin() as conn:
         conn.execute(update(P).where(P.c.seq == 1).values(seq=0))
@@ -549,25 +497,22 @@ def _rewrite_hash(engine):
         conn.execute(update(P).where(P.c.seq == 3).values(hash="0" * 64))
 
 
-def _delete_fourth(engine):
-    with engine.begin() as conn:
-        conn.execute(delete(P).where(P.c.seq == 4))
-
-
 def _edit_fifth(engine):
     with engine.begin() as conn:
         conn.execute(update(P).where(P.c.seq == 5).values(confidence=0.5))
 
 
 @pytest.mark.parametrize("tamper", [_move_first_to_zero, _rewrite_prev_hash, _rewrite_hash,
-                                    _delete_fourth, _edit_fifth])
-def test_accelerated_verdicts_are_the_python_scans_verdicts(chain, monkeypatch, tamper):
-    """Whatever goes first (the server's judgement, the native scanner), the verdict, the
-    first bad record, the count and the message are the Python scans' own."""
-    stack, _, engine, _ = chain
+                                    _edit_fifth])
+def test_native_verdicts_are_the_python_scans_verdicts(chain, monkeypatch, tamper):
+    """With the scanner first or without it, the verdict, the first bad record, the count and
+    the message are the same."""
+    stack, db, engine, _ = chain
+    if db.backend != "sqlite":
+        pytest.skip("the native scanner reads SQLite files")
     tamper(engine)
-    accelerated = _verdict(stack)
+    native = _verdict(stack)
     monkeypatch.setattr(chain_scan, "native", None)
     monkeypatch.setenv("NEXML_NATIVE_SCAN", "0")
-    assert _verdict(stack) == accelerated
-    assert not accelerated.ok
+    assert _verdict(stack) == native
+    assert not native.ok
