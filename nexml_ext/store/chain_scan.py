@@ -1,14 +1,14 @@
 """The worker process of a chain verified in ranges (``python -m nexml_ext.store.chain_scan``).
 
-Started by ``chains.verify_chain`` for every range but the last. On SQLite it first scans its
-range with nothing heavier than ``sqlite3`` and the chain format (``governance.audit``): the
-parent sends the fast query of the range it built, the plan that assembles each row, and the
-database file. That starts in about 0.03 s, where importing SQLAlchemy, the tables and Alembic
-took 0.6 s while the parent was already walking its own range. Whatever the scan cannot prove
-by itself (a row whose assembly
-does not hash, a value the query cannot spell, a file it cannot open) it does not judge: the
-whole range is then walked again as before (``chains.walk_requested``), which decides. On
-PostgreSQL that walk is the only one.
+Started by ``chains.verify_chain`` for every range but the last of an SQLite chain (on
+PostgreSQL, where the server hashes, threads walk the ranges). It first scans its range with
+nothing heavier than ``sqlite3`` and the chain format (``governance.audit``): the parent sends
+the fast query of the range it built, the plan that assembles each row, and the database file.
+That starts in about 0.03 s, where importing SQLAlchemy, the tables and Alembic took 0.6 s while
+the parent was already walking its own range. Whatever the scan cannot prove by itself (a row
+whose assembly does not hash, a value the query cannot spell, a file it cannot open) it does
+not judge: the whole range is then walked again as before (``chains.walk_requested``), which
+decides.
 
 Where the native scanner is built (``_chainscan``, compiled from ``_chainscan.c`` at install),
 ``native_walk`` goes first, here and in the parent's own range (``chains.walk_range``): it reads
