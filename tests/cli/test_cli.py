@@ -318,7 +318,9 @@ class _Demo:
         import queue
         import threading
 
-        _, self.process = nexml.start("demo", "--home", str(home))
+        # PYTHONFAULTHANDLER: a demo that does not stop is made to print every thread's stack
+        _, self.process = nexml.start("demo", "--home", str(home),
+                                      env={"PYTHONFAULTHANDLER": "1"})
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.err: list[str] = []
 
@@ -349,7 +351,17 @@ class _Demo:
         import signal
 
         self.process.send_signal(signal.SIGINT)
-        status = self.process.wait(timeout=120)
+        try:
+            status = self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # the fault handler prints the stacks
+            self.process.wait(timeout=60)
+            for thread in self.threads:
+                thread.join(timeout=30)
+            raise AssertionError(  # noqa: B904 - the stacks say more than the timeout
+                "the demo did not stop within 120 s of Ctrl-C; its stderr ends:\n"
+                + "".join(self.err)[-8000:]
+            )
         for thread in self.threads:
             thread.join(timeout=30)
         rest = []

@@ -385,6 +385,45 @@ def test_a_range_that_fails_in_its_thread_is_an_error_not_a_verdict(log, monkeyp
         stack.cora.audit.verify()
 
 
+def test_a_failing_parent_range_cancels_the_threads_running_queries(log, monkeypatch):
+    """PostgreSQL: when the caller's own range fails, the query a range's thread is running
+    is cancelled on the server (not left to run to its end), and the caller's error is the
+    one raised."""
+    stack, db, decision_log, ids, engine = log
+    if db.backend != "postgresql":
+        pytest.skip("threads walk the ranges on PostgreSQL")
+    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(24)])
+    monkeypatch.setattr(chains, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(chains, "PROCESSES", 2)
+    marker = f"nexml-cancel-{uuid.uuid4().hex}"
+    seen = []
+    real = chains.walk_range
+
+    def walk_range(s, model, where, start, until):
+        if model is not t.PredictionRecord:  # the event chain: verified as it is
+            return real(s, model, where, start, until)
+        if threading.current_thread() is not threading.main_thread():
+            try:  # a range whose query would run for a minute
+                s.execute(text(f"SELECT pg_sleep(60) /* {marker} */"))
+            except Exception as exc:
+                seen.append(exc)
+                raise
+            return real(s, model, where, start, until)  # not cancelled: the test fails
+        with engine.connect() as conn:  # the caller's range fails once that query runs
+            while not conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                     "AND query LIKE :q AND query NOT LIKE '%pg_stat_activity%'"),
+                {"q": f"%{marker}%"},
+            ).scalar():
+                conn.rollback()
+        raise RuntimeError("the caller's range failed")
+
+    monkeypatch.setattr(chains, "walk_range", walk_range)
+    with pytest.raises(RuntimeError, match="the caller's range failed"):
+        stack.cora.audit.verify()
+    assert len(seen) == 1 and "canceling statement" in str(seen[0])
+
+
 def test_a_value_of_the_wrong_storage_type_is_named_not_a_crash(chain):
     """SQLite stores any type in any column: a BLOB where a text was (the fast query cannot
     spell it and the exact path takes over), a text where a float, an integer or a JSON text
