@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -584,6 +585,9 @@ def _serve(settings: Settings, folder: Path, tokens: dict[str, tuple[str, str]])
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         lab_args.append("--allow-root")  # containers often run as root; it still binds loopback
     processes: list[subprocess.Popen] = []
+    # Ctrl-C and SIGTERM both stop the servers. Set here, not inherited: a demo started from a
+    # background job (sh's `cmd &`) begins with SIGINT ignored, and `kill` must not orphan them.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open(logs / "dashboards.log", "ab") as dash_log, \
                 open(logs / "jupyterlab.log", "ab") as lab_log:
@@ -616,3 +620,9 @@ def _serve(settings: Settings, folder: Path, tokens: dict[str, tuple[str, str]])
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:  # pragma: no cover - a server that hangs
                 process.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

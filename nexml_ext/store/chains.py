@@ -621,7 +621,9 @@ class _Thread:
     def result(self) -> tuple[Walk, bool]:
         self._thread.join()
         if self._error is not None:
-            raise NexmlError(f"audit verification of a range failed: {self._error}")
+            raise NexmlError(
+                f"audit verification of a range failed: {self._error}"
+            ) from self._error
         assert self._answer is not None
         return self._answer
 

@@ -318,7 +318,9 @@ class _Demo:
         import queue
         import threading
 
-        # PYTHONFAULTHANDLER: a demo that does not stop is made to print every thread's stack
+        # PYTHONFAULTHANDLER: a demo that does not stop is made to print every thread's stack.
+        # (A test run started in the background, sh's `cmd &`, ignores SIGINT and the demo
+        # inherits that: the demo's own handler must still stop it on Ctrl-C.)
         _, self.process = nexml.start("demo", "--home", str(home),
                                       env={"PYTHONFAULTHANDLER": "1"})
         self.lines: queue.Queue[str | None] = queue.Queue()

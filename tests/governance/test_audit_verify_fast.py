@@ -364,15 +364,21 @@ def test_parallel_ranges_give_the_verdict_of_one_walk(log, monkeypatch, kind, na
         assert walked[0] == "full"
 
 
-def test_a_range_that_fails_in_its_thread_is_an_error_not_a_verdict(log, monkeypatch):
-    """PostgreSQL: a range whose thread loses its connection makes verify raise, naming the
-    failure, rather than report the chain as verified (or as broken) without that range."""
-    stack, db, decision_log, ids, _ = log
+def _split_in_threads(log, monkeypatch, processes):
+    """24 decisions, verified in ``processes`` ranges (threads walk all but the last)."""
+    stack, db, decision_log, ids, engine = log
     if db.backend != "postgresql":
         pytest.skip("threads walk the ranges on PostgreSQL")
     decision_log.submit([_record(ids, subject_id=str(i)) for i in range(24)])
     monkeypatch.setattr(chains, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(chains, "PROCESSES", 3)
+    monkeypatch.setattr(chains, "PROCESSES", processes)
+    return stack, engine
+
+
+def test_a_range_that_fails_in_its_thread_is_an_error_not_a_verdict(log, monkeypatch):
+    """PostgreSQL: a range whose thread loses its connection makes verify raise, naming the
+    failure, rather than report the chain as verified (or as broken) without that range."""
+    stack, _ = _split_in_threads(log, monkeypatch, 3)
     real = chains.walk_range
 
     def walk_range(s, model, where, start, until):
@@ -389,12 +395,7 @@ def test_a_failing_parent_range_cancels_the_threads_running_queries(log, monkeyp
     """PostgreSQL: when the caller's own range fails, the query a range's thread is running
     is cancelled on the server (not left to run to its end), and the caller's error is the
     one raised."""
-    stack, db, decision_log, ids, engine = log
-    if db.backend != "postgresql":
-        pytest.skip("threads walk the ranges on PostgreSQL")
-    decision_log.submit([_record(ids, subject_id=str(i)) for i in range(24)])
-    monkeypatch.setattr(chains, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(chains, "PROCESSES", 2)
+    stack, engine = _split_in_threads(log, monkeypatch, 2)
     marker = f"nexml-cancel-{uuid.uuid4().hex}"
     seen = []
     real = chains.walk_range
