@@ -7,7 +7,6 @@ Workspace refuses (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from functools import update_wrapper
@@ -575,9 +574,8 @@ def audit_verify(ws) -> None:  # type: ignore[no-untyped-def]
     """Recompute every chain; exit non-zero naming the first broken record."""
     result = ws.audit.verify()
     click.echo(str(result))
-    note = _scanner_note(ws)
-    if note and result.ok:  # a failure's stderr is its one error line
-        click.echo(note, err=True)
+    if result.note and result.ok:  # a failure's stderr is its one error line
+        click.echo(f"note: {result.note}", err=True)
     if not result.ok:
         bad = result.first_failure
         click.echo(
@@ -585,24 +583,6 @@ def audit_verify(ws) -> None:  # type: ignore[no-untyped-def]
             err=True,
         )
         sys.exit(9)
-
-
-def _scanner_note(ws) -> str | None:  # type: ignore[no-untyped-def]
-    """Why an SQLite store was verified without the native chain scanner, if it was."""
-    from .store import chain_scan
-
-    if ws._db.backend != "sqlite" or chain_scan.native is not None:
-        return None
-    if os.environ.get("NEXML_NATIVE_SCAN") == "0":
-        return (
-            "note: the native chain scanner is off (NEXML_NATIVE_SCAN=0); verification used "
-            "the Python scans (same verdicts, slower)"
-        )
-    return (
-        "note: the native chain scanner is not built in this install (or was built from "
-        "another version); verification used the Python scans (same verdicts, slower). "
-        "Reinstall with gcc, libsqlite3-dev and libssl-dev present to build it."
-    )
 
 
 @audit.command("log")

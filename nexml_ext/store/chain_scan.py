@@ -32,12 +32,23 @@ try:
     from . import _chainscan as native
 except ImportError:  # not compiled (no C compiler at install): the Python scans only
     native = None  # type: ignore[assignment]
-if (
-    os.environ.get("NEXML_NATIVE_SCAN") == "0"
-    or getattr(native, "INTERFACE", None) != 1  # compiled from another version of its source
-    or native.sqlite_version() != sqlite3.sqlite_version  # not the SQLite sqlite3 uses here
-):
+_OFF: str | None = None  # why the scanner is not used, decided once here
+if os.environ.get("NEXML_NATIVE_SCAN") == "0":
+    _OFF = "off (NEXML_NATIVE_SCAN=0)"
+elif native is None or getattr(native, "INTERFACE", None) != 1:  # or another version's build
+    _OFF = (
+        "not built in this install (or was built from another version); reinstall with gcc, "
+        "libsqlite3-dev and libssl-dev present to build it"
+    )
+elif native.sqlite_version() != sqlite3.sqlite_version:  # not the SQLite sqlite3 uses here
+    _OFF = f"built against SQLite {native.sqlite_version()}, not {sqlite3.sqlite_version}"
+if _OFF is not None:
     native = None  # type: ignore[assignment]
+
+
+def native_off() -> str | None:
+    """Why SQLite chains are verified without the native scanner here (None: they are not)."""
+    return None if native is not None else _OFF or "off"
 
 _FETCH = 2_000
 

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select
 
 from ..errors import InvalidInput
 from ..governance.audit import GENESIS, VerifyResult
+from ..store import chain_scan
 from ..store import tables as t
 from ..store.chains import verify_chain
 from . import views
@@ -22,6 +23,9 @@ class AuditVerification:
     """The result of recomputing every chain."""
 
     chains: tuple[VerifyResult, ...]
+    #: Said about how it was verified (not part of the verdict): an SQLite store verified
+    #: without the native chain scanner, and why.
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,7 +85,14 @@ class AuditTrail:
                         heads.get(chain, EMPTY),
                     )
                 )
-        return AuditVerification(tuple(results))
+        off = chain_scan.native_off() if ws._db.backend == "sqlite" else None
+        note = None
+        if off is not None:
+            note = (
+                f"the native chain scanner is {off}; verification used the Python scans "
+                "(same verdicts, slower)"
+            )
+        return AuditVerification(tuple(results), note)
 
     def heads(self) -> dict[str, dict[str, object]]:
         """Each chain's current (seq, hash): what reports carry to anchor history."""

@@ -456,6 +456,20 @@ def test_the_native_scanner_is_built():
     assert chains.native_query(P, None) is not None
 
 
+def test_the_verification_says_when_sqlite_went_without_the_scanner(log, monkeypatch):
+    """The note rides on the Workspace's result, for every surface to show; never a verdict."""
+    stack, db, decision_log, ids, _ = log
+    decision_log.submit([_record(ids)])
+    assert stack.cora.audit.verify().note is None
+    monkeypatch.setattr(chain_scan, "native", None)
+    without = stack.cora.audit.verify()
+    assert without.ok
+    if db.backend == "sqlite":
+        assert without.note.startswith("the native chain scanner is off;")
+    else:  # PostgreSQL hashes on the server: no scanner to miss
+        assert without.note is None
+
+
 @pytest.fixture
 def native_calls(monkeypatch):
     """Each native scan of the decision chain in this process: (records proven, stop)."""
